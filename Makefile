@@ -1,0 +1,43 @@
+# Two commands: `make run` starts the server, `make test` runs everything CI runs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install install-test system-deps lint typecheck bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Start the server on 127.0.0.1:8000 with the built-in plugins.
+run: install system-deps
+	$(BIN)/lensforge serve --host $(HOST) --port $(PORT)
+
+## Install everything the tests need (system packages included), lint, type-check, test.
+test: system-deps $(VENV)/.installed-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+## System packages: installed when we are root with apt-get, otherwise the command is printed.
+system-deps:
+	@bash scripts/system-deps.sh
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) lensforge.db lensforge-data .pytest_cache .mypy_cache .ruff_cache

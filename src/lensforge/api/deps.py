@@ -1,0 +1,52 @@
+"""FastAPI dependencies as ``Annotated`` aliases, so route signatures read like prose."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from lensforge.execution.analysis import AnalysisExecutionService
+from lensforge.execution.jobs import JobExecutionService
+from lensforge.registry import Registry
+from lensforge.settings import Settings
+from lensforge.wiring import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_analysis(request: Request) -> AnalysisExecutionService:
+    return get_services(request).analysis
+
+
+def get_jobs(request: Request) -> JobExecutionService:
+    return get_services(request).jobs
+
+
+def get_registry(request: Request) -> Registry:
+    return get_services(request).registry
+
+
+def get_settings(request: Request) -> Settings:
+    return get_services(request).settings
+
+
+def get_caller(request: Request) -> str:
+    """The caller's identity, recorded on every job (an API key's id once auth is on)."""
+    caller: str = getattr(request.state, "caller", "anonymous")
+    return caller
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+AnalysisDep = Annotated[AnalysisExecutionService, Depends(get_analysis)]
+JobsDep = Annotated[JobExecutionService, Depends(get_jobs)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CallerDep = Annotated[str, Depends(get_caller)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255, description="Same key and body: same job."),
+]

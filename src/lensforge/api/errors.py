@@ -1,0 +1,128 @@
+"""Error handlers and the body-size guard: every failure leaves as the one envelope."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lensforge.api.responses import FastJSONResponse, error_response
+from lensforge.errors import (
+    InternalError,
+    LensForgeError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
+        problems.append(
+            {
+                "field": ".".join(loc) or "(body)",
+                "message": err.get("msg", ""),
+                "type": err.get("type"),
+            }
+        )
+    return problems
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LensForgeError)
+    async def _lensforge_error(request: Request, exc: LensForgeError) -> FastJSONResponse:
+        headers = getattr(exc, "headers", None)
+        return error_response(exc, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> FastJSONResponse:
+        problems = validation_problems(exc)
+        message = "Invalid request: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return error_response(ValidationError(message, details={"errors": problems}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
+        if exc.status_code == 404:
+            return error_response(NotFound(f"No route {request.method} {request.url.path}."))
+        if exc.status_code == 405:
+            return error_response(
+                MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}."),
+                headers=dict(exc.headers or {}),
+            )
+        error = LensForgeError(str(exc.detail))
+        error.code = "http_error"  # type: ignore[misc]
+        response = FastJSONResponse(error.envelope(), status_code=exc.status_code)
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
+        request_id = secrets.token_hex(8)
+        log.exception(
+            "unexpected error on %s %s (request %s)",
+            request.method,
+            request.url.path,
+            request_id,
+            extra={"event": "internal_error", "request_id": request_id},
+        )
+        return error_response(
+            InternalError(
+                f"An internal error occurred; quote request id {request_id} to the operator.",
+                details={"request_id": request_id},
+            )
+        )
+
+
+class BodyLimitMiddleware:
+    """413 before reading a body whose Content-Length is too large, or once a streamed
+    (chunked) body passes the limit, so no oversized body is ever held in memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    await self._reject(scope, receive, send, declared)
+                    return
+                break
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large(received)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _too_large(self, size: int) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The request body is larger than the limit of {self.max_bytes} bytes.",
+            details={"max_bytes": self.max_bytes, "received_at_least": size},
+        )
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, size: int) -> None:
+        response = error_response(self._too_large(size), headers={"Connection": "close"})
+        await response(scope, receive, send)

@@ -1,0 +1,23 @@
+"""GET /v1/blobs/{sha256}: stored media (inputs and images tools produced)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from lensforge.api.deps import ServicesDep
+from lensforge.media import sniff
+
+router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
+
+
+@router.get("/{digest}", summary="Download a blob by its sha256", response_class=FileResponse)
+async def get_blob(digest: str, services: ServicesDep) -> FileResponse:
+    path = services.blobs.path(digest)
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    try:
+        _, media_type = sniff(head)
+    except Exception:
+        media_type = "application/octet-stream"
+    return FileResponse(path, media_type=media_type)

@@ -1,0 +1,173 @@
+"""ForgeSyte's execution routes, same shapes, served by the same services.
+
+Its bugs are fixed: async jobs really run, the plugin name is reported, and a failed job's
+result returns its error.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from lensforge.api.deps import AnalysisDep, CallerDep, JobsDep
+from lensforge.api.responses import FastJSONResponse
+from lensforge.errors import JobNotFound, LensForgeError, utc_timestamp
+from lensforge.execution.analysis import AnalysisRequest
+from lensforge.media import decode_base64
+from lensforge.store import JobRecord, Status
+
+router = APIRouter(prefix="/v1/analyze-execution", tags=["forgesyte compatibility"])
+
+_STATUS = {
+    Status.PENDING: "queued",
+    Status.RUNNING: "running",
+    Status.SUCCESS: "done",
+    Status.FAILED: "error",
+    Status.CANCELLED: "cancelled",
+}
+_FROM_LEGACY = {legacy: status for status, legacy in _STATUS.items()}
+
+
+class ExecutionBody(BaseModel):
+    plugin: str = Field("default", max_length=128)
+    image: str = Field(description="The image, base64-encoded.")
+    mime_type: str = Field("image/png", max_length=100, description="Ignored: sniffed from bytes.")
+    tool_name: str | None = Field(None, max_length=128)
+
+
+def _legacy_error(exc: LensForgeError) -> FastJSONResponse:
+    kind = {
+        "plugin_not_found": "plugin_not_found",
+        "tool_not_found": "invalid_plugin",
+        "plugin_unavailable": "invalid_plugin",
+    }.get(exc.code, "execution_error")
+    return FastJSONResponse(
+        {"detail": {"type": kind, "message": exc.message, "code": exc.code}}, status_code=400
+    )
+
+
+def _not_found() -> FastJSONResponse:
+    return FastJSONResponse({"detail": "Job not found"}, status_code=404)
+
+
+def _ts(value: float | None) -> str | None:
+    return None if value is None else utc_timestamp(value)
+
+
+def _job(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "plugin": job.plugin,
+        "status": _STATUS[job.status],
+        "created_at": _ts(job.created_at),
+        "updated_at": _ts(job.updated_at),
+    }
+
+
+def _request(analysis: Any, body: ExecutionBody, caller: str) -> AnalysisRequest:
+    spec = analysis.resolve(
+        body.plugin, body.tool_name or next(iter(analysis.registry.get(body.plugin).tools))
+    )
+    if not spec.media_fields:
+        raise LensForgeError(f"Tool {spec.qualified_name} takes no image.")
+    data = decode_base64(body.image, field="image")
+    return AnalysisRequest(
+        plugin=spec.plugin, tool=spec.name, uploads={spec.media_fields[0]: data}, owner=caller
+    )
+
+
+@router.post("", summary="Run a plugin on an image (ForgeSyte)")
+async def execute(
+    body: ExecutionBody, analysis: AnalysisDep, caller: CallerDep
+) -> FastJSONResponse:
+    try:
+        job = await analysis.analyze(_request(analysis, body, caller))
+    except LensForgeError as exc:
+        return _legacy_error(exc)
+    if job.status is not Status.SUCCESS:
+        message = (job.error or {}).get("error", {}).get("message", f"job {job.status.value}")
+        return FastJSONResponse(
+            {"detail": {"type": "execution_error", "message": message, "job_id": job.id}},
+            status_code=400,
+        )
+    return FastJSONResponse(
+        {"plugin": job.plugin, "job_id": job.id, "status": "done", "result": job.result}
+    )
+
+
+@router.post("/async", summary="Queue a plugin run on an image (ForgeSyte)")
+async def execute_async(
+    body: ExecutionBody, analysis: AnalysisDep, caller: CallerDep
+) -> FastJSONResponse:
+    try:
+        job, _ = await analysis.submit(_request(analysis, body, caller))
+    except LensForgeError as exc:
+        return _legacy_error(exc)
+    return FastJSONResponse({"job_id": job.id})
+
+
+@router.get("/jobs", summary="List jobs, newest first (ForgeSyte)")
+async def list_jobs(
+    jobs: JobsDep,
+    plugin: Annotated[str | None, Query(max_length=128)] = None,
+    status_filter: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> FastJSONResponse:
+    status = _FROM_LEGACY.get(status_filter or "") if status_filter else None
+    if status_filter and status is None:
+        return FastJSONResponse({"jobs": [], "count": 0})
+    page = await jobs.list_jobs(plugin=plugin, status=status, limit=limit)
+    return FastJSONResponse({"jobs": [_job(job) for job in page], "count": len(page)})
+
+
+@router.get("/jobs/{job_id}", summary="A job's status (ForgeSyte)")
+async def get_job(job_id: str, jobs: JobsDep) -> FastJSONResponse:
+    try:
+        job = await jobs.get(job_id)
+    except JobNotFound:
+        return _not_found()
+    return FastJSONResponse({"job": _job(job)})
+
+
+@router.get("/jobs/{job_id}/result", summary="A finished job's result (ForgeSyte)")
+async def get_result(job_id: str, jobs: JobsDep) -> FastJSONResponse:
+    try:
+        job = await jobs.get(job_id)
+    except JobNotFound:
+        return _not_found()
+    if not job.status.terminal:
+        return FastJSONResponse(
+            {"detail": f"Job {job_id} is {_STATUS[job.status]}; the result is not ready."},
+            status_code=409,
+        )
+    error = (job.error or {}).get("error", {}).get("message") if job.error else None
+    return FastJSONResponse(
+        {
+            "job_id": job.id,
+            "plugin": job.plugin,
+            "status": _STATUS[job.status],
+            "result": job.result,
+            "error": error,
+            "created_at": _ts(job.created_at),
+            "completed_at": _ts(job.finished_at),
+        }
+    )
+
+
+@router.delete("/jobs/{job_id}", summary="Cancel a job (ForgeSyte)")
+async def cancel(job_id: str, jobs: JobsDep) -> FastJSONResponse:
+    try:
+        job = await jobs.get(job_id)
+    except JobNotFound:
+        return _not_found()
+    if job.status.terminal:
+        return FastJSONResponse(
+            {"detail": f"Job {job_id} already finished ({_STATUS[job.status]})."}, status_code=409
+        )
+    try:
+        await jobs.cancel(job_id, wait_s=0)
+    except LensForgeError as exc:
+        return FastJSONResponse({"detail": exc.message}, status_code=exc.status)
+    return FastJSONResponse({"job_id": job_id, "status": "cancelled", "cancelled": True})

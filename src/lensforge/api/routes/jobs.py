@@ -1,0 +1,87 @@
+"""Job status, result, events, listing and cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from lensforge.api.deps import CallerDep, JobsDep
+from lensforge.api.responses import FastJSONResponse, error_response, event_view, job_view
+from lensforge.errors import Cancelled, ResultNotReady, from_envelope
+from lensforge.store import Status
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JobId = Annotated[str, "job id"]
+
+
+def _owner(caller: str) -> str | None:
+    """Which jobs a caller may see: its own (None means all: admins, once auth exists)."""
+    return None if caller == "anonymous" else caller
+
+
+@router.get("", summary="List jobs, newest first, with filters and cursor paging")
+async def list_jobs(
+    jobs: JobsDep,
+    caller: CallerDep,
+    status: Annotated[Status | None, Query(description="Only jobs in this state.")] = None,
+    plugin: Annotated[str | None, Query(max_length=128)] = None,
+    tool: Annotated[str | None, Query(max_length=128)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor of the page before.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    page = await jobs.list_jobs(
+        status=status,
+        plugin=plugin,
+        tool=tool,
+        owner=_owner(caller),
+        before=cursor,
+        limit=limit + 1,
+    )
+    more = len(page) > limit
+    page = page[:limit]
+    return {
+        "jobs": [job_view(job) for job in page],
+        "next_cursor": page[-1].id if more and page else None,
+    }
+
+
+@router.get("/{job_id}", summary="A job's status, progress and timestamps")
+async def get_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
+    return job_view(await jobs.get(job_id, owner=_owner(caller)))
+
+
+@router.get("/{job_id}/result", summary="A finished job's result (409 until it finishes)")
+async def get_result(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Response:
+    job = await jobs.get(job_id, owner=_owner(caller))
+    if job.status is Status.SUCCESS:
+        return FastJSONResponse(
+            {"job_id": job.id, "status": job.status.value, "result": job.result}
+        )
+    if job.status is Status.FAILED and job.error is not None:
+        return error_response(from_envelope(job.error))
+    if job.status is Status.CANCELLED:
+        return error_response(Cancelled(plugin=job.plugin, tool=job.tool, job_id=job.id))
+    return error_response(
+        ResultNotReady(
+            f"Job {job.id} is {job.status.value}; its result is not ready yet.",
+            job_id=job.id,
+            plugin=job.plugin,
+            tool=job.tool,
+            details={"status": job.status.value, "progress": job.progress},
+        )
+    )
+
+
+@router.get("/{job_id}/events", summary="Every state transition of a job")
+async def get_events(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
+    events = await jobs.events(job_id, owner=_owner(caller))
+    return {"job_id": job_id, "events": [event_view(e) for e in events]}
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a pending or running job (409 if finished)")
+async def cancel_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Response:
+    job = await jobs.cancel(job_id, owner=_owner(caller))
+    return FastJSONResponse(job_view(job), status_code=200 if job.status.terminal else 202)

@@ -1,0 +1,24 @@
+"""GET /v1/plugins: manifests with schemas, lifecycle state and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from lensforge.api.deps import RegistryDep
+
+router = APIRouter(prefix="/v1/plugins", tags=["plugins"])
+
+
+@router.get("", summary="List enabled plugins")
+async def list_plugins(registry: RegistryDep) -> dict[str, Any]:
+    return {
+        "plugins": [registry.manifest(name) for name in registry.names()],
+        "load_errors": registry.load_errors,
+    }
+
+
+@router.get("/{plugin}", summary="One plugin's manifest")
+async def get_plugin(plugin: str, registry: RegistryDep) -> dict[str, Any]:
+    return registry.manifest(plugin)

@@ -1,0 +1,73 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from lensforge.api.deps import JobsDep, RegistryDep, ServicesDep
+from lensforge.api.responses import FastJSONResponse, error_response
+from lensforge.errors import LensForgeError, StoreError
+from lensforge.wiring import Services
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The store answers and plugins are loaded")
+async def readyz(jobs: JobsDep, registry: RegistryDep) -> Response:
+    try:
+        await jobs.ping()
+    except LensForgeError as exc:
+        return error_response(exc)
+    except Exception:
+        return error_response(StoreError())
+    plugins = {r.name: r.current_state.value for r in registry.records()}
+    return FastJSONResponse({"status": "ready", "plugins": plugins})
+
+
+class _Collector:
+    """Reads LensForge's own counters at scrape time."""
+
+    def __init__(self, services: Services, job_counts: dict[str, int]) -> None:
+        self.services = services
+        self.job_counts = job_counts
+
+    def collect(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily("lensforge_tool_calls", "Tool calls", labels=["plugin", "tool"])
+        errors = CounterMetricFamily(
+            "lensforge_tool_errors", "Tool errors by code", labels=["plugin", "tool", "code"]
+        )
+        seconds = CounterMetricFamily(
+            "lensforge_tool_seconds", "Time spent in tools", labels=["plugin", "tool"]
+        )
+        for plugin, tool, entry in self.services.registry.metrics.items():
+            calls.add_metric([plugin, tool], entry.calls)
+            seconds.add_metric([plugin, tool], entry.latency_sum_s)
+            for code, count in entry.errors.items():
+                errors.add_metric([plugin, tool, code], count)
+        jobs = GaugeMetricFamily("lensforge_jobs", "Jobs in the store by status", labels=["status"])
+        for status, count in self.job_counts.items():
+            jobs.add_metric([status], count)
+        state = GaugeMetricFamily(
+            "lensforge_plugin_state",
+            "1 for the state each plugin is in",
+            labels=["plugin", "state"],
+        )
+        for record in self.services.registry.records():
+            state.add_metric([record.name, record.current_state.value], 1)
+        yield from (calls, errors, seconds, jobs, state)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(services: ServicesDep, jobs: JobsDep) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(services, await jobs.counts()))
+    return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

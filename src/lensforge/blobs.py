@@ -1,0 +1,69 @@
+"""A content-addressed blob store: bytes live in files named by their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from lensforge.errors import BlobNotFound, ValidationError
+
+_DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
+
+
+def parse_digest(ref: str) -> str:
+    """The hex digest in ``sha256:<hex>`` or ``<hex>``; anything else is a validation error."""
+    match = _DIGEST.match(ref.strip().lower()) if isinstance(ref, str) else None
+    if match is None:
+        raise ValidationError(
+            "A blob is addressed as 'sha256:<64 hex digits>'.", details={"blob": str(ref)[:100]}
+        )
+    return match.group(1)
+
+
+class BlobStore:
+    """Blobs in ``root/ab/cd/<digest>``; writes are atomic (temporary file, then rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest[2:4] / digest
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its reference, ``sha256:<hex>``."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._path(digest)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return f"sha256:{digest}"
+
+    def get(self, ref: str) -> bytes:
+        """The bytes of a blob; :class:`BlobNotFound` when it is not stored here."""
+        digest = parse_digest(ref)
+        try:
+            return self._path(digest).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(details={"blob": f"sha256:{digest}"}) from None
+
+    def exists(self, ref: str) -> bool:
+        return self._path(parse_digest(ref)).is_file()
+
+    def path(self, ref: str) -> Path:
+        """The file holding a blob (for streaming responses)."""
+        digest = parse_digest(ref)
+        path = self._path(digest)
+        if not path.is_file():
+            raise BlobNotFound(details={"blob": f"sha256:{digest}"})
+        return path

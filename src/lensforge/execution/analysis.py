@@ -1,0 +1,144 @@
+"""AnalysisExecutionService: the front door every interface calls.
+
+It resolves the plugin and tool, checks the request's shape (media stored as blobs after a
+header-only check, inputs validated against the tool's schema), creates the job, then waits
+for it (sync) or returns it at once (async). Synchronous analysis is a job like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from lensforge.blobs import BlobStore
+from lensforge.errors import BlobNotFound, LensForgeError, ValidationError
+from lensforge.execution.jobs import JobExecutionService
+from lensforge.media import MediaLimits, decode_base64, probe
+from lensforge.plugin import ToolSpec
+from lensforge.registry import Registry
+from lensforge.store import JobRecord, NewJob
+
+
+@dataclass
+class AnalysisRequest:
+    """A call to one tool, as any interface received it."""
+
+    plugin: str
+    tool: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    uploads: dict[str, bytes] = field(default_factory=dict)  # raw media bytes by field name
+    owner: str = "anonymous"
+    idempotency_key: str | None = None
+    timeout_s: float | None = None
+
+
+class AnalysisExecutionService:
+    """Turns requests into jobs; the only entry into the execution chain."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        jobs: JobExecutionService,
+        blobs: BlobStore,
+        *,
+        limits: MediaLimits,
+        max_timeout_s: float,
+        sync_wait_s: float,
+    ) -> None:
+        self.registry = registry
+        self.jobs = jobs
+        self.blobs = blobs
+        self.limits = limits
+        self.max_timeout_s = max_timeout_s
+        self.sync_wait_s = sync_wait_s
+
+    def resolve(self, plugin: str, tool: str | None) -> ToolSpec:
+        spec = self.registry.resolve(plugin, tool)
+        self.registry.check_available(spec.plugin)
+        return spec
+
+    def prepare(self, request: AnalysisRequest) -> NewJob:
+        """Everything that can be checked before the job exists; raises on bad input."""
+        spec = self.resolve(request.plugin, request.tool)
+        try:
+            inputs = self._store_media(spec, dict(request.inputs), request.uploads)
+            spec.validate_inputs(inputs)
+            timeout_s = self._timeout(request.timeout_s)
+        except LensForgeError as exc:
+            raise exc.bind(plugin=spec.plugin, tool=spec.name) from None
+        digest = hashlib.sha256(
+            orjson.dumps([spec.plugin, spec.name, inputs, timeout_s], option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
+        return NewJob(
+            plugin=spec.plugin,
+            tool=spec.name,
+            inputs=inputs,
+            owner=request.owner,
+            max_attempts=spec.max_attempts or 1,
+            timeout_s=timeout_s,
+            idempotency_key=request.idempotency_key,
+            request_hash=digest,
+        )
+
+    async def submit(self, request: AnalysisRequest) -> tuple[JobRecord, bool]:
+        """Create the job and return it at once (async analysis)."""
+        new = await self._prepare(request)
+        return await self.jobs.submit(new)
+
+    async def analyze(self, request: AnalysisRequest, wait_s: float | None = None) -> JobRecord:
+        """Create the job and wait for it to finish (sync analysis)."""
+        job, _ = await self.submit(request)
+        return await self.jobs.wait(job.id, self.sync_wait_s if wait_s is None else wait_s)
+
+    async def _prepare(self, request: AnalysisRequest) -> NewJob:
+        if request.uploads or any(
+            isinstance(v, str) and len(v) > 4096 for v in request.inputs.values()
+        ):
+            return await asyncio.to_thread(self.prepare, request)  # base64 and file I/O
+        return self.prepare(request)
+
+    def _store_media(
+        self, spec: ToolSpec, inputs: dict[str, Any], uploads: dict[str, bytes]
+    ) -> dict[str, Any]:
+        unknown = set(uploads) - set(spec.media_fields)
+        if unknown:
+            raise ValidationError(
+                f"Uploaded file field(s) {sorted(unknown)} are not image inputs of this tool; "
+                f"its image inputs are {list(spec.media_fields)}.",
+                details={"fields": sorted(unknown)},
+            )
+        for name in spec.media_fields:
+            value = uploads.get(name, inputs.get(name))
+            if isinstance(value, str):
+                value = decode_base64(value, field=name)
+            if isinstance(value, bytes):
+                try:
+                    probe(value, self.limits)
+                except LensForgeError as exc:
+                    exc.details.setdefault("field", name)
+                    raise
+                inputs[name] = {"blob": self.blobs.put(value)}
+            elif (
+                isinstance(value, dict)
+                and "blob" in value
+                and not self.blobs.exists(str(value["blob"]))
+            ):
+                raise BlobNotFound(
+                    f"Field '{name}' names a blob this server does not hold.",
+                    details={"field": name, "blob": str(value["blob"])[:80]},
+                )
+        return inputs
+
+    def _timeout(self, requested: float | None) -> float | None:
+        if requested is None:
+            return None
+        if not 0 < requested <= self.max_timeout_s:
+            raise ValidationError(
+                f"timeout_s must be between 0 and {self.max_timeout_s:g} seconds.",
+                details={"timeout_s": requested, "max_timeout_s": self.max_timeout_s},
+            )
+        return requested

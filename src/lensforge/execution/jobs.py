@@ -1,0 +1,326 @@
+"""JobExecutionService: the job lifecycle, and the only writer of job status.
+
+PENDING → RUNNING → SUCCESS | FAILED; PENDING | RUNNING → CANCELLED; RUNNING → PENDING only by
+lease recovery or a declared retry. It owns the dispatcher, which claims due PENDING jobs
+atomically from the store (the jobs this server just accepted at once, others' by polling),
+runs them through PluginExecutionService, renews their leases and recovers expired ones.
+
+Store calls run on a dedicated thread pool (one thread for SQLite, so this process never
+contends with itself for the write lock), keeping the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from lensforge.errors import Conflict, IllegalTransition, JobNotFound, WorkerLost
+from lensforge.execution.executors import CallControl
+from lensforge.execution.plugins import PluginExecutionService, Verdict
+from lensforge.store import TERMINAL, Event, JobRecord, JobStore, NewJob, Status
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PROGRESS_INTERVAL_S = 0.25
+
+
+@dataclass
+class _Running:
+    job: JobRecord
+    control: CallControl
+    last_progress_at: float = 0.0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class JobExecutionService:
+    """Creates, runs, waits for, cancels and recovers jobs."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        plugins: PluginExecutionService,
+        *,
+        lease_s: float = 30.0,
+        poll_interval_s: float = 0.5,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.plugins = plugins
+        self.lease_s = lease_s
+        self.poll_interval_s = poll_interval_s
+        self.worker_id = worker_id or make_worker_id()
+        self._db_pool = ThreadPoolExecutor(
+            1 if store.is_sqlite else 8, thread_name_prefix="lensforge-db"
+        )
+        self._running: dict[str, _Running] = {}
+        self._waiters: dict[str, list[asyncio.Future[JobRecord]]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = False
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_pool, partial(fn, *args, **kwargs))
+
+    async def start(self, *, dispatch: bool = True) -> None:
+        """Recover expired leases, then start claiming and running jobs."""
+        await self.plugins.start()
+        await self.recover()
+        if dispatch:
+            self._accepting = True
+            self._tasks = [
+                asyncio.create_task(self._dispatch_loop(), name="lensforge-dispatch"),
+                asyncio.create_task(self._maintenance_loop(), name="lensforge-leases"),
+            ]
+
+    async def stop(self) -> None:
+        """Stop claiming; cancel the loops and the executor."""
+        self._accepting = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = [r.task for r in self._running.values() if r.task is not None]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await self.plugins.stop()
+        self._db_pool.shutdown(wait=True)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        job = await self._db(self.store.get, job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            raise JobNotFound(f"No job with id '{job_id}'.", job_id=job_id)
+        return job
+
+    async def list_jobs(self, **filters: Any) -> list[JobRecord]:
+        return await self._db(partial(self.store.list_jobs, **filters))
+
+    async def events(self, job_id: str, *, owner: str | None = None) -> list[Event]:
+        await self.get(job_id, owner=owner)
+        return await self._db(self.store.events, job_id)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._db(self.store.counts)
+
+    async def ping(self) -> None:
+        await self._db(self.store.ping)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def submit(self, new: NewJob) -> tuple[JobRecord, bool]:
+        """Record a PENDING job (or find its idempotent twin) and wake the dispatcher."""
+        job, created = await self._db(self.store.create, new)
+        if created:
+            self._wake.set()
+        return job, created
+
+    async def wait(self, job_id: str, timeout_s: float) -> JobRecord:
+        """The job once terminal, or as it stands when ``timeout_s`` runs out."""
+        deadline = time.monotonic() + timeout_s
+        loop = asyncio.get_running_loop()
+        while True:
+            future: asyncio.Future[JobRecord] = loop.create_future()
+            self._waiters.setdefault(job_id, []).append(future)
+            try:
+                job = await self.get(job_id)
+                if job.status in TERMINAL:
+                    return job
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return job
+                # Finished here: the future fires. Finished by another process: poll again.
+                done, _ = await asyncio.wait(
+                    {future}, timeout=min(remaining, self.poll_interval_s * 2)
+                )
+                if done:
+                    return future.result()
+            finally:
+                waiters = self._waiters.get(job_id, [])
+                if future in waiters:
+                    waiters.remove(future)
+                if not waiters:
+                    self._waiters.pop(job_id, None)
+
+    async def cancel(
+        self, job_id: str, *, owner: str | None = None, wait_s: float = 2.0
+    ) -> JobRecord:
+        """Cancel a job: PENDING at once; RUNNING once its work has really stopped."""
+        for _ in range(5):
+            job = await self.get(job_id, owner=owner)
+            if job.status in TERMINAL:
+                raise Conflict(
+                    f"Job {job_id} already finished ({job.status.value}); nothing to cancel.",
+                    job_id=job_id,
+                    details={"status": job.status.value},
+                )
+            try:
+                if job.status is Status.PENDING:
+                    return await self._apply(
+                        job,
+                        Verdict(Status.CANCELLED, {"finished_at": time.time()}, "cancelled"),
+                        lease_owner=None,
+                    )
+                await self._db(self.store.request_cancel, job_id)
+                running = self._running.get(job_id)
+                if running is not None:
+                    running.control.cancel_event.set()
+                return await self.wait(job_id, wait_s)
+            except IllegalTransition:
+                continue  # it moved on between our read and our write: look again
+        return await self.get(job_id, owner=owner)
+
+    async def recover(self) -> int:
+        """Requeue (or fail, when attempts are spent) RUNNING jobs whose lease expired."""
+        recovered = 0
+        for job in await self._db(self.store.expired_leases):
+            values: dict[str, Any]
+            if job.attempts < max(job.max_attempts, 1):
+                status, values, reason = Status.PENDING, {"lease_owner": None}, "lease expired"
+            else:
+                envelope = WorkerLost(
+                    f"The worker running the job was lost after {job.attempts} attempt(s).",
+                    plugin=job.plugin,
+                    tool=job.tool,
+                    job_id=job.id,
+                ).envelope()
+                status, values, reason = (
+                    Status.FAILED,
+                    {"error": envelope, "finished_at": time.time()},
+                    "worker_lost",
+                )
+            try:
+                await self._apply(job, Verdict(status, values, reason), lease_owner=job.lease_owner)
+                recovered += 1
+            except IllegalTransition:
+                continue  # its worker came back and finished it, or another server recovered it
+        if recovered:
+            log.warning(
+                "recovered %d jobs with expired leases",
+                recovered,
+                extra={"event": "jobs_recovered"},
+            )
+            self._wake.set()
+        return recovered
+
+    async def _apply(
+        self, job: JobRecord, verdict: Verdict, *, lease_owner: str | None
+    ) -> JobRecord:
+        updated = await self._db(
+            partial(
+                self.store.transition,
+                job.id,
+                job.status,
+                verdict.status,
+                worker=self.worker_id,
+                reason=verdict.reason,
+                lease_owner=lease_owner,
+                **verdict.values,
+            )
+        )
+        if updated.status in TERMINAL:
+            for future in self._waiters.pop(job.id, []):
+                if not future.done():
+                    future.set_result(updated)
+        return updated
+
+    # -- the dispatcher ----------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while self._accepting:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            self._wake.clear()
+            try:
+                await self._claim_and_start()
+            except Exception:
+                log.exception("dispatch failed", extra={"event": "dispatch_failed"})
+                await asyncio.sleep(self.poll_interval_s)
+
+    async def _claim_and_start(self) -> None:
+        free = self.plugins.capacity - len(self._running)
+        while free > 0 and self._accepting:
+            claimed = await self._db(self.store.claim, self.worker_id, self.lease_s, free)
+            for job in claimed:
+                running = _Running(job, CallControl())
+                running.control.on_progress = self._progress_callback(running)
+                self._running[job.id] = running
+                running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")
+            if len(claimed) < free:
+                return
+            free = self.plugins.capacity - len(self._running)
+
+    async def _run(self, running: _Running) -> None:
+        job = running.job
+        try:
+            verdict = await self.plugins.execute(job, running.control)
+            try:
+                await self._apply(job, verdict, lease_owner=self.worker_id)
+            except IllegalTransition:
+                log.warning(
+                    "job %s result refused: its lease was taken over",
+                    job.id,
+                    extra={"event": "job_result_fenced", "job_id": job.id},
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "job %s could not be finished", job.id, extra={"event": "job_finish_failed"}
+            )
+        finally:
+            self._running.pop(job.id, None)
+            self._wake.set()
+
+    def _progress_callback(self, running: _Running) -> Callable[[float, str | None], None]:
+        loop = asyncio.get_running_loop()
+
+        def report(fraction: float, message: str | None) -> None:
+            now = time.monotonic()
+            if fraction < 1.0 and now - running.last_progress_at < PROGRESS_INTERVAL_S:
+                return  # throttled: a few writes a second per job at most
+            running.last_progress_at = now
+            loop.call_soon_threadsafe(self._schedule_progress, running.job.id, fraction, message)
+
+        return report
+
+    def _schedule_progress(self, job_id: str, fraction: float, message: str | None) -> None:
+        task = asyncio.ensure_future(
+            self._db(self.store.set_progress, job_id, fraction, message, self.worker_id)
+        )
+        task.add_done_callback(lambda t: t.exception())
+
+    async def _maintenance_loop(self) -> None:
+        """Heartbeat the leases of running jobs, pass on cancel requests, recover others'."""
+        interval = max(0.2, self.lease_s / 3)
+        while self._accepting:
+            await asyncio.sleep(interval)
+            try:
+                ids = list(self._running)
+                if ids:
+                    await self._db(self.store.renew_leases, self.worker_id, ids, self.lease_s)
+                    for job in await self._db(self.store.get_many, ids):
+                        if job.cancel_requested and job.id in self._running:
+                            self._running[job.id].control.cancel_event.set()
+                await self.recover()
+            except Exception:
+                log.exception(
+                    "lease maintenance failed", extra={"event": "lease_maintenance_failed"}
+                )

@@ -1,0 +1,184 @@
+"""ToolRunner: the only code that invokes tool code.
+
+It runs wherever the tool runs (the server's thread pool, a worker process, a Ray actor):
+validate input → decode media → call → validate output → metrics (in ``finally``), and
+every exception becomes the error envelope of ARCHITECTURE §3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from lensforge.blobs import BlobStore
+from lensforge.errors import (
+    InternalError,
+    LensForgeError,
+    PluginError,
+    ResourceExhausted,
+)
+from lensforge.media import Image, MediaLimits, MediaRef
+from lensforge.plugin import ToolContext, ToolSpec
+from lensforge.registry import Registry
+from lensforge.results import iter_artifacts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One invocation of a tool, as an executor receives it (picklable)."""
+
+    plugin: str
+    tool: str
+    inputs: dict[str, Any]
+    job_id: str | None = None
+    attempt: int = 1
+    timeout_s: float | None = None
+
+
+@dataclass
+class Outcome:
+    """What came of a call: a JSON-ready result, or an error envelope (picklable)."""
+
+    result: Any = None
+    error: dict[str, Any] | None = None
+    traceback: str | None = None
+    duration_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def error_code(self) -> str | None:
+        return None if self.error is None else str(self.error["error"]["code"])
+
+
+class ToolRunner:
+    """Runs tool calls against the plugins of one registry, in the current process."""
+
+    def __init__(self, registry: Registry, blobs: BlobStore, limits: MediaLimits) -> None:
+        self.registry = registry
+        self.blobs = blobs
+        self.limits = limits
+
+    def run(self, call: ToolCall, ctx: ToolContext | None = None) -> Outcome:
+        ctx = ctx or ToolContext(job_id=call.job_id, plugin=call.plugin, tool=call.tool)
+        started = time.perf_counter()
+        outcome = Outcome()
+        try:
+            spec = self.registry.resolve(call.plugin, call.tool)
+            record = self.registry.get(call.plugin)
+            self.registry.initialize_plugin(record)
+            self.registry.check_available(call.plugin)
+            kwargs = spec.validate_inputs(call.inputs)
+            kwargs = self._decode_media(spec, kwargs)
+            if spec.takes_context:
+                kwargs["ctx"] = ctx
+            raw = self._invoke(spec, record.instance, kwargs)
+            for artifact in iter_artifacts(raw):
+                if artifact.data is not None:
+                    self.blobs.put(artifact.data)
+            outcome.result = self._check_output(spec, raw)
+        except LensForgeError as exc:
+            outcome.error = exc.bind(
+                plugin=call.plugin, tool=call.tool, job_id=call.job_id
+            ).envelope()
+            if isinstance(exc, PluginError | InternalError):
+                outcome.traceback = traceback.format_exc()
+        except MemoryError:
+            outcome.error = ResourceExhausted(
+                "The tool ran out of memory.",
+                plugin=call.plugin,
+                tool=call.tool,
+                job_id=call.job_id,
+            ).envelope()
+            outcome.traceback = traceback.format_exc()
+        except Exception as exc:
+            outcome.error = PluginError(
+                f"The tool raised {type(exc).__name__}: {str(exc)[:500]}",
+                details={"exception": type(exc).__name__},
+                plugin=call.plugin,
+                tool=call.tool,
+                job_id=call.job_id,
+            ).envelope()
+            outcome.traceback = traceback.format_exc()
+            log.warning(
+                "tool %s.%s raised %s",
+                call.plugin,
+                call.tool,
+                type(exc).__name__,
+                extra={"event": "tool_raised", "job_id": call.job_id},
+            )
+        finally:
+            outcome.duration_s = time.perf_counter() - started
+            self.registry.metrics.record(
+                call.plugin, call.tool, outcome.duration_s, outcome.error_code
+            )
+        return outcome
+
+    def _decode_media(self, spec: ToolSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+        for name in spec.media_fields:
+            value = kwargs.get(name)
+            if isinstance(value, dict) and "blob" in value:
+                value = MediaRef(str(value["blob"]))
+            if isinstance(value, MediaRef):
+                try:
+                    kwargs[name] = Image.decode(self.blobs.get(value.blob), self.limits)
+                except LensForgeError as exc:
+                    exc.details.setdefault("field", name)
+                    raise
+        return kwargs
+
+    @staticmethod
+    def _invoke(spec: ToolSpec, instance: Any, kwargs: dict[str, Any]) -> Any:
+        if spec.schema_style:
+            ctx = kwargs.pop("ctx")
+            result = spec.function(instance, kwargs, ctx)
+        else:
+            result = spec.function(instance, **kwargs)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return result
+
+    @staticmethod
+    def _check_output(spec: ToolSpec, raw: Any) -> Any:
+        """The result as JSON-ready data; a wrong shape is a plugin_error naming the violation."""
+        if spec.schema_style:
+            if isinstance(raw, BaseModel):
+                raw = raw.model_dump(mode="json")
+            if spec.output_schema:
+                import jsonschema
+
+                validator = jsonschema.validators.validator_for(spec.output_schema)
+                error = jsonschema.exceptions.best_match(
+                    validator(spec.output_schema).iter_errors(raw)
+                )
+                if error is not None:
+                    raise PluginError(
+                        f"The tool's output breaks its output schema: {error.message}",
+                        details={"path": list(error.path)},
+                    )
+            return raw
+        assert spec.output_adapter is not None
+        try:
+            value = spec.output_adapter.validate_python(raw)
+            return spec.output_adapter.dump_python(value, mode="json")
+        except Exception as exc:
+            message = str(exc).splitlines()
+            detail = "; ".join(line.strip() for line in message[:6])
+            raise PluginError(
+                f"The tool's output breaks its output schema: {detail}",
+                details={"violation": detail},
+            ) from None
+
+
+__all__ = ["Outcome", "ToolCall", "ToolRunner"]

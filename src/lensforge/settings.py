@@ -1,0 +1,78 @@
+"""The one typed settings tree. Every field has a ``LENSFORGE_*`` environment twin."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """LensForge settings; read from ``LENSFORGE_*`` environment variables or passed in code."""
+
+    model_config = SettingsConfigDict(env_prefix="LENSFORGE_", extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds.")
+    database_url: str = Field(
+        "sqlite:///./lensforge.db",
+        description="SQLAlchemy URL of the job store (SQLite file by default, or PostgreSQL).",
+    )
+    data_dir: Path = Field(
+        Path("./lensforge-data"), description="Directory of the content-addressed blob store."
+    )
+    executor: Literal["inline", "thread"] = Field(
+        "thread",
+        description="Where tools run: 'inline' (the calling thread) or 'thread' (a bounded pool).",
+    )
+    workers: int = Field(
+        default_factory=_default_workers, ge=1, le=256, description="Concurrent jobs per server."
+    )
+    plugins_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated plugin names to enable; empty enables every installed one.",
+    )
+    plugins_block: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated plugin names never to enable."
+    )
+    max_body_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    max_image_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Largest encoded image accepted, in bytes."
+    )
+    max_image_pixels: int = Field(
+        50_000_000, ge=1, description="Largest decoded image accepted, in pixels (width*height)."
+    )
+    default_timeout_s: float = Field(
+        60.0, gt=0, description="Time limit of a tool that declares none, in seconds."
+    )
+    max_timeout_s: float = Field(
+        600.0, gt=0, description="Largest time limit a job may ask for, in seconds."
+    )
+    sync_wait_s: float = Field(
+        300.0, gt=0, description="How long POST /v1/analyze waits for its job before answering."
+    )
+    lease_s: float = Field(30.0, gt=0, description="Lease of a claimed job before recovery.")
+    poll_interval_s: float = Field(
+        0.5, gt=0, description="How often the dispatcher looks for jobs other processes queued."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+
+    @field_validator("plugins_allow", "plugins_block", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

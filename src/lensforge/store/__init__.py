@@ -1,0 +1,6 @@
+"""The durable job store: tables, migrations and the one guarded transition function."""
+
+from lensforge.store.store import Event, JobRecord, JobStore, NewJob
+from lensforge.store.tables import TERMINAL, Status
+
+__all__ = ["TERMINAL", "Event", "JobRecord", "JobStore", "NewJob", "Status"]

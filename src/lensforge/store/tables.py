@@ -1,0 +1,83 @@
+"""The job store's tables (SQLAlchemy Core). Times are UNIX epoch seconds (float)."""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+
+class Status(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("plugin", String(128), nullable=False),
+    Column("tool", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("result", JSON),
+    Column("error", JSON),
+    Column("traceback", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=1),
+    Column("progress", Double, nullable=False, default=0.0),
+    Column("progress_message", Text),
+    Column("owner", String(128), nullable=False, default="anonymous"),
+    Column("idempotency_key", String(255)),
+    Column("request_hash", String(64)),
+    Column("timeout_s", Double),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", Double),
+    Column("not_before", Double),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("started_at", Double),
+    Column("finished_at", Double),
+    UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
+    Index("ix_jobs_status_id", "status", "id"),
+    Index("ix_jobs_owner_id", "owner", "id"),
+    Index("ix_jobs_plugin_tool_id", "plugin", "tool", "id"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("worker", String(128)),
+    Column("reason", Text),
+    Index("ix_job_events_job_id", "job_id", "id"),
+)

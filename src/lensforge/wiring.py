@@ -1,0 +1,76 @@
+"""Builds the object graph from settings: no import-time singletons anywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lensforge.blobs import BlobStore
+from lensforge.execution.analysis import AnalysisExecutionService
+from lensforge.execution.executors import Executor, InlineExecutor, ThreadExecutor
+from lensforge.execution.jobs import JobExecutionService
+from lensforge.execution.plugins import PluginExecutionService
+from lensforge.execution.tool_runner import ToolRunner
+from lensforge.media import MediaLimits
+from lensforge.plugin import Plugin
+from lensforge.registry import Registry
+from lensforge.settings import Settings
+from lensforge.store import JobStore
+
+
+@dataclass
+class Services:
+    """Everything a running LensForge owns, built by :func:`build_services`."""
+
+    settings: Settings
+    store: JobStore
+    blobs: BlobStore
+    registry: Registry
+    jobs: JobExecutionService
+    analysis: AnalysisExecutionService
+
+    async def start(self, *, dispatch: bool = True) -> None:
+        await self.jobs.start(dispatch=dispatch)
+
+    async def stop(self) -> None:
+        await self.jobs.stop()
+        self.store.close()
+
+
+def build_registry(settings: Settings, extra_plugins: list[type[Plugin]] | None = None) -> Registry:
+    registry = Registry(allow=settings.plugins_allow, block=settings.plugins_block)
+    registry.discover()
+    for plugin_cls in extra_plugins or ():
+        registry.register(plugin_cls)
+    return registry
+
+
+def build_services(
+    settings: Settings,
+    *,
+    extra_plugins: list[type[Plugin]] | None = None,
+    executor: str | None = None,
+) -> Services:
+    """The store (migrated), blobs, registry, executor and the three services."""
+    store = JobStore(settings.database_url)
+    store.migrate()
+    blobs = BlobStore(settings.blob_dir)
+    registry = build_registry(settings, extra_plugins)
+    limits = MediaLimits(settings.max_image_bytes, settings.max_image_pixels)
+    runner = ToolRunner(registry, blobs, limits)
+    kind = executor or settings.executor
+    chosen: Executor = (
+        InlineExecutor(runner) if kind == "inline" else ThreadExecutor(runner, settings.workers)
+    )
+    plugins = PluginExecutionService(registry, chosen, settings.default_timeout_s)
+    jobs = JobExecutionService(
+        store, plugins, lease_s=settings.lease_s, poll_interval_s=settings.poll_interval_s
+    )
+    analysis = AnalysisExecutionService(
+        registry,
+        jobs,
+        blobs,
+        limits=limits,
+        max_timeout_s=settings.max_timeout_s,
+        sync_wait_s=settings.sync_wait_s,
+    )
+    return Services(settings, store, blobs, registry, jobs, analysis)

@@ -1,0 +1,32 @@
+"""Shared fixtures: real SQLite files in tmp_path, the real app with its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lensforge.api import create_app
+from lensforge.settings import Settings
+from tests.support import Single, Testing
+
+TEST_PLUGINS = [Testing, Single]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'lensforge.db'}",
+        data_dir=tmp_path / "data",
+        workers=2,
+        poll_interval_s=0.05,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The real app (lifespan included) over an in-process transport."""
+    with TestClient(create_app(settings, extra_plugins=TEST_PLUGINS)) as test_client:
+        yield test_client
