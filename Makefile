@@ -27,8 +27,8 @@ run: install system-deps
 
 ## Install everything the tests need (system packages included), lint, type-check, test.
 test: system-deps $(VENV)/.installed-test
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/pytest
 

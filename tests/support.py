@@ -122,3 +122,54 @@ class Single(Plugin):
     def only(self, value: int = 1) -> dict[str, int]:
         """Double a number."""
         return {"value": value * 2}
+
+
+class Chaos(Plugin):
+    """Tools that misbehave on purpose: hang, crash, exhaust memory, flake."""
+
+    name = "chaos"
+    version = "0.0.1"
+
+    @tool(timeout_s=60)
+    def hang(self, ctx: ToolContext | None = None) -> dict[str, bool]:
+        """Never return, ignoring cancellation (only a kill stops it)."""
+        while True:
+            time.sleep(0.05)
+
+    @tool
+    def segfault(self) -> dict[str, bool]:
+        """Crash the process with a segmentation fault."""
+        import ctypes
+
+        ctypes.string_at(0)
+        return {"unreachable": True}
+
+    @tool
+    def exit(self) -> dict[str, bool]:
+        """Leave the process at once, skipping every cleanup."""
+        os._exit(3)
+
+    @tool
+    def allocate(self, megabytes: int = 8192) -> dict[str, int]:
+        """Allocate (and touch) far more memory than a worker may have."""
+        block = bytearray(megabytes * 1024 * 1024)
+        return {"allocated": len(block)}
+
+    @tool(retry_on=("plugin_error",), max_attempts=3)
+    def flaky(self, marker: str, failures: int = 2) -> dict[str, int]:
+        """Fail `failures` times (counted in the marker file), then succeed."""
+        with open(marker, "a+") as handle:
+            handle.seek(0)
+            seen = len(handle.read())
+            handle.write("x")
+        if seen < failures:
+            raise RuntimeError(f"flake {seen + 1}")
+        return {"attempt": seen + 1}
+
+    @tool
+    def record(self, path: str, pause: float = 0.02) -> dict[str, str]:
+        """Sleep briefly, then append the job's marker to a file (to count completions)."""
+        time.sleep(pause)
+        with open(path, "a") as handle:
+            handle.write("done\n")
+        return {"path": path}

@@ -42,6 +42,7 @@ class LensForgeError(Exception):
         self.plugin = plugin
         self.tool = tool
         self.job_id = job_id
+        self.headers: dict[str, str] = {}  # extra HTTP headers (Retry-After)
         super().__init__(self.message)
 
     def envelope(self) -> dict[str, Any]:

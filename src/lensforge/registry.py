@@ -202,3 +202,17 @@ class Registry:
                 for spec in record.tools.values()
             ],
         }
+
+
+def load_registry(
+    *,
+    allow: list[str] | None = None,
+    block: list[str] | None = None,
+    extra: list[type[Plugin]] | None = None,
+) -> Registry:
+    """A registry of the enabled installed plugins plus ``extra`` classes (tests, embedding)."""
+    registry = Registry(allow=allow, block=block)
+    registry.discover()
+    for plugin_cls in extra or ():
+        registry.register(plugin_cls)
+    return registry

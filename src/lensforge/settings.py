@@ -28,12 +28,33 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("./lensforge-data"), description="Directory of the content-addressed blob store."
     )
-    executor: Literal["inline", "thread"] = Field(
-        "thread",
-        description="Where tools run: 'inline' (the calling thread) or 'thread' (a bounded pool).",
+    executor: Literal["local", "thread", "inline"] = Field(
+        "local",
+        description="Where tools run: 'local' (supervised worker processes), 'thread' (a "
+        "thread pool in the server) or 'inline' (the calling thread).",
     )
     workers: int = Field(
-        default_factory=_default_workers, ge=1, le=256, description="Concurrent jobs per server."
+        default_factory=_default_workers,
+        ge=1,
+        le=256,
+        description="Worker processes (local) or threads (thread): jobs run at once.",
+    )
+    worker_memory_mb: int = Field(
+        2048,
+        ge=0,
+        description="Memory a worker may allocate beyond its loaded plugins, in MiB (0: no cap).",
+    )
+    cancel_grace_s: float = Field(
+        2.0, gt=0, description="How long a cancelled tool may run on before its worker is killed."
+    )
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="On shutdown, how long running jobs may take to finish."
+    )
+    max_queue: int = Field(
+        10_000, ge=1, description="PENDING jobs this server accepts before answering 429."
+    )
+    worker_lost_attempts: int = Field(
+        3, ge=1, description="Attempts a job gets when its worker dies (crash, kill, lost lease)."
     )
     plugins_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

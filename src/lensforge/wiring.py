@@ -8,11 +8,13 @@ from lensforge.blobs import BlobStore
 from lensforge.execution.analysis import AnalysisExecutionService
 from lensforge.execution.executors import Executor, InlineExecutor, ThreadExecutor
 from lensforge.execution.jobs import JobExecutionService
+from lensforge.execution.local import LocalExecutor
 from lensforge.execution.plugins import PluginExecutionService
 from lensforge.execution.tool_runner import ToolRunner
+from lensforge.execution.worker import WorkerConfig, plugin_path
 from lensforge.media import MediaLimits
 from lensforge.plugin import Plugin
-from lensforge.registry import Registry
+from lensforge.registry import Registry, load_registry
 from lensforge.settings import Settings
 from lensforge.store import JobStore
 
@@ -37,11 +39,9 @@ class Services:
 
 
 def build_registry(settings: Settings, extra_plugins: list[type[Plugin]] | None = None) -> Registry:
-    registry = Registry(allow=settings.plugins_allow, block=settings.plugins_block)
-    registry.discover()
-    for plugin_cls in extra_plugins or ():
-        registry.register(plugin_cls)
-    return registry
+    return load_registry(
+        allow=settings.plugins_allow, block=settings.plugins_block, extra=extra_plugins
+    )
 
 
 def build_services(
@@ -58,12 +58,36 @@ def build_services(
     limits = MediaLimits(settings.max_image_bytes, settings.max_image_pixels)
     runner = ToolRunner(registry, blobs, limits)
     kind = executor or settings.executor
-    chosen: Executor = (
-        InlineExecutor(runner) if kind == "inline" else ThreadExecutor(runner, settings.workers)
+    chosen: Executor
+    if kind == "inline":
+        chosen = InlineExecutor(runner)
+    elif kind == "thread":
+        chosen = ThreadExecutor(runner, settings.workers)
+    else:
+        config = WorkerConfig(
+            blob_dir=settings.blob_dir,
+            limits=limits,
+            plugins_allow=settings.plugins_allow,
+            plugins_block=settings.plugins_block,
+            extra_plugins=[plugin_path(cls) for cls in extra_plugins or ()],
+            memory_limit_mb=settings.worker_memory_mb,
+        )
+        chosen = LocalExecutor(
+            config, registry, settings.workers, cancel_grace_s=settings.cancel_grace_s
+        )
+    plugins = PluginExecutionService(
+        registry,
+        chosen,
+        settings.default_timeout_s,
+        worker_lost_attempts=settings.worker_lost_attempts,
     )
-    plugins = PluginExecutionService(registry, chosen, settings.default_timeout_s)
     jobs = JobExecutionService(
-        store, plugins, lease_s=settings.lease_s, poll_interval_s=settings.poll_interval_s
+        store,
+        plugins,
+        lease_s=settings.lease_s,
+        poll_interval_s=settings.poll_interval_s,
+        max_queue=settings.max_queue,
+        shutdown_grace_s=settings.shutdown_grace_s,
     )
     analysis = AnalysisExecutionService(
         registry,

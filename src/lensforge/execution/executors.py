@@ -28,6 +28,20 @@ class CallControl:
 
     cancel_event: threading.Event = field(default_factory=threading.Event)
     on_progress: ProgressCallback | None = None
+    _listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def cancel(self) -> None:
+        """Ask the call to stop (``ctx.cancelled`` turns true; executors may enforce it)."""
+        if not self.cancel_event.is_set():
+            self.cancel_event.set()
+            for listener in self._listeners:
+                listener()
+
+    def add_cancel_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on cancel (at once if the call is already cancelled)."""
+        self._listeners.append(listener)
+        if self.cancel_event.is_set():
+            listener()
 
 
 class Executor(Protocol):

@@ -18,13 +18,13 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from lensforge.errors import Conflict, IllegalTransition, JobNotFound, WorkerLost
+from lensforge.errors import Conflict, IllegalTransition, JobNotFound, RateLimited, WorkerLost
 from lensforge.execution.executors import CallControl
 from lensforge.execution.plugins import PluginExecutionService, Verdict
 from lensforge.store import TERMINAL, Event, JobRecord, JobStore, NewJob, Status
@@ -56,12 +56,17 @@ class JobExecutionService:
         *,
         lease_s: float = 30.0,
         poll_interval_s: float = 0.5,
+        max_queue: int = 10_000,
+        shutdown_grace_s: float = 10.0,
         worker_id: str | None = None,
     ) -> None:
         self.store = store
         self.plugins = plugins
         self.lease_s = lease_s
         self.poll_interval_s = poll_interval_s
+        self.max_queue = max_queue
+        self.shutdown_grace_s = shutdown_grace_s
+        self._pending_estimate = 0
         self.worker_id = worker_id or make_worker_id()
         self._db_pool = ThreadPoolExecutor(
             1 if store.is_sqlite else 8, thread_name_prefix="lensforge-db"
@@ -81,7 +86,8 @@ class JobExecutionService:
     async def start(self, *, dispatch: bool = True) -> None:
         """Recover expired leases, then start claiming and running jobs."""
         await self.plugins.start()
-        await self.recover()
+        await self.recover(dead_local_owners=True)
+        self._pending_estimate = await self._db(self.store.count, Status.PENDING)
         if dispatch:
             self._accepting = True
             self._tasks = [
@@ -90,16 +96,35 @@ class JobExecutionService:
             ]
 
     async def stop(self) -> None:
-        """Stop claiming; cancel the loops and the executor."""
+        """Graceful shutdown: stop claiming, let running jobs finish within the grace period,
+        then stop the executor and hand unfinished jobs back to PENDING, no attempt charged."""
         self._accepting = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         running = [r.task for r in self._running.values() if r.task is not None]
+        if running and self.shutdown_grace_s > 0:
+            await asyncio.wait(running, timeout=self.shutdown_grace_s)
+        leftover = [r.job for r in self._running.values()]
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         await self.plugins.stop()
+        for job in leftover:
+            try:
+                await self._apply(
+                    job,
+                    Verdict(
+                        Status.PENDING,
+                        {"attempts": max(job.attempts - 1, 0), "lease_owner": None},
+                        "server shutdown",
+                    ),
+                    owned_by=self.worker_id,
+                )
+            except Exception:
+                log.exception("could not hand job %s back", job.id)
+        if leftover:
+            log.info("handed %d running jobs back", len(leftover), extra={"event": "jobs_released"})
         self._db_pool.shutdown(wait=True)
 
     # -- queries -----------------------------------------------------------------------------
@@ -126,9 +151,22 @@ class JobExecutionService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def submit(self, new: NewJob) -> tuple[JobRecord, bool]:
-        """Record a PENDING job (or find its idempotent twin) and wake the dispatcher."""
+        """Record a PENDING job (or find its idempotent twin) and wake the dispatcher.
+
+        Past ``max_queue`` PENDING jobs, answers RateLimited (429) instead of growing.
+        """
+        if self._pending_estimate >= self.max_queue:
+            self._pending_estimate = await self._db(self.store.count, Status.PENDING)
+            if self._pending_estimate >= self.max_queue:
+                error = RateLimited(
+                    f"The queue is full ({self.max_queue} pending jobs); retry shortly.",
+                    details={"max_queue": self.max_queue},
+                )
+                error.headers = {"Retry-After": "1"}
+                raise error
         job, created = await self._db(self.store.create, new)
         if created:
+            self._pending_estimate += 1
             self._wake.set()
         return job, created
 
@@ -159,6 +197,21 @@ class JobExecutionService:
                 if not waiters:
                     self._waiters.pop(job_id, None)
 
+    async def watch(
+        self, job_id: str, *, owner: str | None = None, interval_s: float = 0.1
+    ) -> AsyncIterator[JobRecord]:
+        """Yield the job each time its status or progress changes, ending when it is terminal."""
+        last: tuple[Status, float, str | None] | None = None
+        while True:
+            job = await self.get(job_id, owner=owner)
+            snapshot = (job.status, job.progress, job.progress_message)
+            if snapshot != last:
+                last = snapshot
+                yield job
+            if job.status in TERMINAL:
+                return
+            await asyncio.sleep(interval_s)
+
     async def cancel(
         self, job_id: str, *, owner: str | None = None, wait_s: float = 2.0
     ) -> JobRecord:
@@ -176,23 +229,31 @@ class JobExecutionService:
                     return await self._apply(
                         job,
                         Verdict(Status.CANCELLED, {"finished_at": time.time()}, "cancelled"),
-                        lease_owner=None,
+                        owned_by=None,
                     )
                 await self._db(self.store.request_cancel, job_id)
                 running = self._running.get(job_id)
                 if running is not None:
-                    running.control.cancel_event.set()
+                    running.control.cancel()
                 return await self.wait(job_id, wait_s)
             except IllegalTransition:
                 continue  # it moved on between our read and our write: look again
         return await self.get(job_id, owner=owner)
 
-    async def recover(self) -> int:
-        """Requeue (or fail, when attempts are spent) RUNNING jobs whose lease expired."""
+    async def recover(self, *, dead_local_owners: bool = False) -> int:
+        """Requeue (or fail, when attempts are spent) RUNNING jobs whose lease expired.
+
+        With ``dead_local_owners`` (at start-up), jobs leased to a server process on this host
+        that no longer exists are recovered at once instead of when their lease runs out.
+        """
         recovered = 0
-        for job in await self._db(self.store.expired_leases):
+        candidates = await self._db(self.store.expired_leases)
+        if dead_local_owners:
+            mine = await self._db(self.store.running_owned_by, f"{socket.gethostname()}:")
+            candidates += [job for job in mine if not _owner_alive(job.lease_owner)]
+        for job in candidates:
             values: dict[str, Any]
-            if job.attempts < max(job.max_attempts, 1):
+            if job.attempts < self.plugins.attempts_allowed(job, WorkerLost.code):
                 status, values, reason = Status.PENDING, {"lease_owner": None}, "lease expired"
             else:
                 envelope = WorkerLost(
@@ -207,7 +268,7 @@ class JobExecutionService:
                     "worker_lost",
                 )
             try:
-                await self._apply(job, Verdict(status, values, reason), lease_owner=job.lease_owner)
+                await self._apply(job, Verdict(status, values, reason), owned_by=job.lease_owner)
                 recovered += 1
             except IllegalTransition:
                 continue  # its worker came back and finished it, or another server recovered it
@@ -220,9 +281,7 @@ class JobExecutionService:
             self._wake.set()
         return recovered
 
-    async def _apply(
-        self, job: JobRecord, verdict: Verdict, *, lease_owner: str | None
-    ) -> JobRecord:
+    async def _apply(self, job: JobRecord, verdict: Verdict, *, owned_by: str | None) -> JobRecord:
         updated = await self._db(
             partial(
                 self.store.transition,
@@ -231,7 +290,7 @@ class JobExecutionService:
                 verdict.status,
                 worker=self.worker_id,
                 reason=verdict.reason,
-                lease_owner=lease_owner,
+                owned_by=owned_by,
                 **verdict.values,
             )
         )
@@ -239,6 +298,9 @@ class JobExecutionService:
             for future in self._waiters.pop(job.id, []):
                 if not future.done():
                     future.set_result(updated)
+        elif updated.status is Status.PENDING:
+            delay = max(0.0, (updated.not_before or 0) - time.time())
+            asyncio.get_running_loop().call_later(delay, self._wake.set)
         return updated
 
     # -- the dispatcher ----------------------------------------------------------------------
@@ -258,6 +320,7 @@ class JobExecutionService:
         free = self.plugins.capacity - len(self._running)
         while free > 0 and self._accepting:
             claimed = await self._db(self.store.claim, self.worker_id, self.lease_s, free)
+            self._pending_estimate = max(0, self._pending_estimate - len(claimed))
             for job in claimed:
                 running = _Running(job, CallControl())
                 running.control.on_progress = self._progress_callback(running)
@@ -272,7 +335,7 @@ class JobExecutionService:
         try:
             verdict = await self.plugins.execute(job, running.control)
             try:
-                await self._apply(job, verdict, lease_owner=self.worker_id)
+                await self._apply(job, verdict, owned_by=self.worker_id)
             except IllegalTransition:
                 log.warning(
                     "job %s result refused: its lease was taken over",
@@ -318,9 +381,26 @@ class JobExecutionService:
                     await self._db(self.store.renew_leases, self.worker_id, ids, self.lease_s)
                     for job in await self._db(self.store.get_many, ids):
                         if job.cancel_requested and job.id in self._running:
-                            self._running[job.id].control.cancel_event.set()
+                            self._running[job.id].control.cancel()
                 await self.recover()
             except Exception:
                 log.exception(
                     "lease maintenance failed", extra={"event": "lease_maintenance_failed"}
                 )
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Whether the server process named in a lease owner (host:pid:token) still runs here."""
+    try:
+        pid = int((owner or "").split(":")[1])
+    except (IndexError, ValueError):
+        return True  # not ours to judge: wait for the lease to expire
+    if pid == os.getpid():
+        return True  # another service in this very process: let its lease speak
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

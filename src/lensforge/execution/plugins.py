@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lensforge.errors import Cancelled, LensForgeError
+from lensforge.errors import Cancelled, LensForgeError, WorkerLost
 from lensforge.execution.executors import CallControl, Executor
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.registry import Registry
@@ -33,10 +33,28 @@ class Verdict:
 class PluginExecutionService:
     """Delegates jobs to an executor and maps outcomes to job transitions."""
 
-    def __init__(self, registry: Registry, executor: Executor, default_timeout_s: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        executor: Executor,
+        default_timeout_s: float,
+        *,
+        worker_lost_attempts: int = 3,
+    ) -> None:
         self.registry = registry
         self.executor = executor
         self.default_timeout_s = default_timeout_s
+        self.worker_lost_attempts = worker_lost_attempts
+
+    def attempts_allowed(self, job: JobRecord, code: str | None) -> int:
+        """How many attempts a job gets when it fails with ``code``."""
+        if code == WorkerLost.code:
+            return max(job.max_attempts, self.worker_lost_attempts)
+        try:
+            spec = self.registry.resolve(job.plugin, job.tool)
+        except LensForgeError:
+            return 1
+        return job.max_attempts if code in spec.retry_on else 1
 
     @property
     def capacity(self) -> int:
@@ -93,8 +111,11 @@ class PluginExecutionService:
                 {"result": outcome.result, "finished_at": now, "progress": 1.0},
             )
         code = outcome.error_code
-        envelope: dict[str, Any] = outcome.error or {}
-        if self._retryable(job, code) and job.attempts < job.max_attempts:
+        allowed = self.attempts_allowed(job, code)
+        body = dict((outcome.error or {}).get("error", {}))
+        body["retryable"] = allowed > 1  # this kind of failure is retried for this tool
+        envelope: dict[str, Any] = {"error": body}
+        if job.attempts < allowed:
             delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (job.attempts - 1))
             delay *= random.uniform(0.5, 1.0)  # jitter
             return Verdict(
@@ -104,10 +125,3 @@ class PluginExecutionService:
             )
         values = {"error": envelope, "traceback": outcome.traceback, "finished_at": now}
         return Verdict(Status.FAILED, values, code)
-
-    def _retryable(self, job: JobRecord, code: str | None) -> bool:
-        try:
-            spec = self.registry.resolve(job.plugin, job.tool)
-        except LensForgeError:
-            return False
-        return code is not None and code in spec.retry_on

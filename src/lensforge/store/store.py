@@ -244,17 +244,17 @@ class JobStore:
         *,
         worker: str | None = None,
         reason: str | None = None,
-        lease_owner: str | None = None,
+        owned_by: str | None = None,
         **values: Any,
     ) -> JobRecord:
         """Move a job from ``from_status`` to ``to_status``, setting ``values`` too.
 
-        With ``lease_owner``, the update also requires that the job is still leased to that
+        With ``owned_by``, the update also requires that the job is still leased to that
         owner (fencing: a worker whose lease was taken over cannot complete the job).
         """
         with self._write() as conn:
             return _transition(
-                conn, job_id, from_status, to_status, worker, reason, lease_owner, values
+                conn, job_id, from_status, to_status, worker, reason, owned_by, values
             )
 
     def claim(
@@ -387,6 +387,22 @@ class JobStore:
             ).all()
         return [JobRecord.from_row(row) for row in rows]
 
+    def running_owned_by(self, owner_prefix: str) -> list[JobRecord]:
+        """RUNNING jobs whose lease owner starts with ``owner_prefix`` (a host's workers)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(jobs).where(
+                    jobs.c.status == Status.RUNNING.value,
+                    jobs.c.lease_owner.startswith(owner_prefix, autoescape=True),
+                )
+            ).all()
+        return [JobRecord.from_row(row) for row in rows]
+
+    def count(self, status: Status) -> int:
+        with self._read() as conn:
+            query = select(func.count()).select_from(jobs).where(jobs.c.status == status.value)
+            return int(conn.execute(query).scalar_one())
+
     def events(self, job_id: str) -> list[Event]:
         with self._read() as conn:
             rows = conn.execute(
@@ -409,7 +425,7 @@ def _transition(
     to_status: Status,
     worker: str | None,
     reason: str | None,
-    lease_owner: str | None,
+    owned_by: str | None,
     values: dict[str, Any],
 ) -> JobRecord:
     """The one guarded status update; every status write in LensForge comes through here."""
@@ -420,15 +436,15 @@ def _transition(
         .values(status=to_status.value, updated_at=now, **values)
         .returning(jobs)
     )
-    if lease_owner is not None:
-        query = query.where(jobs.c.lease_owner == lease_owner)
+    if owned_by is not None:
+        query = query.where(jobs.c.lease_owner == owned_by)
     row = conn.execute(query).first()
     if row is None:
         current = conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
         raise IllegalTransition(
             f"Job {job_id} cannot go from {from_status.value} to {to_status.value}: "
             f"it is {current or 'missing'}"
-            + (" or leased to another worker" if lease_owner and current == from_status else "")
+            + (" or leased to another worker" if owned_by and current == from_status else "")
             + ".",
             job_id=job_id,
             details={"from": from_status.value, "to": to_status.value, "current": current},

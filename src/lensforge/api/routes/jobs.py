@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 
 from lensforge.api.deps import CallerDep, JobsDep
 from lensforge.api.responses import FastJSONResponse, error_response, event_view, job_view
@@ -79,6 +82,36 @@ async def get_result(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Respons
 async def get_events(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
     events = await jobs.events(job_id, owner=_owner(caller))
     return {"job_id": job_id, "events": [event_view(e) for e in events]}
+
+
+@router.get(
+    "/{job_id}/stream",
+    summary="Server-Sent Events: status changes and progress, ending with the terminal state",
+    response_class=StreamingResponse,
+)
+async def stream_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> StreamingResponse:
+    owner = _owner(caller)
+    first = await jobs.get(job_id, owner=owner)  # 404 before the stream starts
+
+    async def events() -> AsyncIterator[bytes]:
+        status = None
+        async for job in jobs.watch(first.id, owner=owner):
+            view = job_view(job)
+            if job.status.terminal:
+                yield _sse("done", view)
+                return
+            yield _sse("status" if job.status != status else "progress", view)
+            status = job.status
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 @router.post("/{job_id}/cancel", summary="Cancel a pending or running job (409 if finished)")
