@@ -92,7 +92,8 @@ class AnalysisExecutionService:
     async def analyze(self, request: AnalysisRequest, wait_s: float | None = None) -> JobRecord:
         """Create the job and wait for it to finish (sync analysis)."""
         job, _ = await self.submit(request)
-        return await self.jobs.wait(job.id, self.sync_wait_s if wait_s is None else wait_s)
+        wait_s = self.sync_wait_s if wait_s is None else wait_s
+        return await self.jobs.wait(job.id, wait_s, current=job)
 
     async def _prepare(self, request: AnalysisRequest) -> NewJob:
         if request.uploads or any(

@@ -67,6 +67,7 @@ class JobExecutionService:
         self.max_queue = max_queue
         self.shutdown_grace_s = shutdown_grace_s
         self._pending_estimate = 0
+        self._reserved = 0  # claims in flight
         self.worker_id = worker_id or make_worker_id()
         self._db_pool = ThreadPoolExecutor(
             1 if store.is_sqlite else 8, thread_name_prefix="lensforge-db"
@@ -164,21 +165,52 @@ class JobExecutionService:
                 )
                 error.headers = {"Retry-After": "1"}
                 raise error
-        job, created = await self._db(self.store.create, new)
-        if created:
+        # With idle capacity and no backlog, claim the new job in the same transaction.
+        claim = (
+            self._accepting
+            and self._pending_estimate == 0
+            and new.not_before is None
+            and self._free_capacity() > 0
+        )
+        if claim:
+            self._reserved += 1
+        try:
+            job, created = await self._db(
+                partial(
+                    self.store.create,
+                    new,
+                    claim_for=self.worker_id if claim else None,
+                    lease_s=self.lease_s,
+                )
+            )
+        finally:
+            if claim:
+                self._reserved -= 1
+        if created and job.status is Status.RUNNING:
+            self._start(job)
+        elif created:
             self._pending_estimate += 1
             self._wake.set()
         return job, created
 
-    async def wait(self, job_id: str, timeout_s: float) -> JobRecord:
-        """The job once terminal, or as it stands when ``timeout_s`` runs out."""
+    def _free_capacity(self) -> int:
+        return self.plugins.capacity - len(self._running) - self._reserved
+
+    async def wait(
+        self, job_id: str, timeout_s: float, *, current: JobRecord | None = None
+    ) -> JobRecord:
+        """The job once terminal, or as it stands when ``timeout_s`` runs out.
+
+        ``current`` is the job as the caller just saw it, saving the first read.
+        """
         deadline = time.monotonic() + timeout_s
         loop = asyncio.get_running_loop()
         while True:
             future: asyncio.Future[JobRecord] = loop.create_future()
             self._waiters.setdefault(job_id, []).append(future)
             try:
-                job = await self.get(job_id)
+                job = current or await self.get(job_id)
+                current = None
                 if job.status in TERMINAL:
                     return job
                 remaining = deadline - time.monotonic()
@@ -317,18 +349,27 @@ class JobExecutionService:
                 await asyncio.sleep(self.poll_interval_s)
 
     async def _claim_and_start(self) -> None:
-        free = self.plugins.capacity - len(self._running)
+        free = self._free_capacity()
         while free > 0 and self._accepting:
-            claimed = await self._db(self.store.claim, self.worker_id, self.lease_s, free)
+            self._reserved += free
+            try:
+                claimed = await self._db(self.store.claim, self.worker_id, self.lease_s, free)
+            finally:
+                self._reserved -= free
             self._pending_estimate = max(0, self._pending_estimate - len(claimed))
             for job in claimed:
-                running = _Running(job, CallControl())
-                running.control.on_progress = self._progress_callback(running)
-                self._running[job.id] = running
-                running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")
+                self._start(job)
             if len(claimed) < free:
+                if not claimed:
+                    self._pending_estimate = 0  # nothing due: the backlog is gone
                 return
-            free = self.plugins.capacity - len(self._running)
+            free = self._free_capacity()
+
+    def _start(self, job: JobRecord) -> None:
+        running = _Running(job, CallControl())
+        running.control.on_progress = self._progress_callback(running)
+        self._running[job.id] = running
+        running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")
 
     async def _run(self, running: _Running) -> None:
         job = running.job

@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -131,6 +142,7 @@ class JobStore:
             raise StoreError(f"Cannot open the job store at {_redact(url)}: {exc}") from exc
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        self._compiled: dict[int, _Compiled] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -172,20 +184,69 @@ class JobStore:
         except OperationalError as exc:
             raise StoreError(f"The job store failed: {exc.orig}") from exc
 
+    @contextmanager
+    def _hot(self) -> Iterator[_Tx]:
+        """A write transaction on the raw DBAPI connection, for the per-job hot path.
+
+        Statements are still SQLAlchemy constructs, compiled once for this dialect; running
+        them on the DBAPI cursor skips the per-execution machinery, which costs more than
+        SQLite itself takes for these small statements.
+        """
+        dbapi = self.engine.dialect.dbapi
+        assert dbapi is not None
+        try:
+            raw = self.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"The job store failed: {exc}") from exc
+        try:
+            cursor = raw.cursor()
+            if self.is_sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            yield _Tx(self, cursor)
+            raw.commit()
+        except BaseException as exc:
+            raw.rollback()
+            if isinstance(exc, dbapi.IntegrityError):
+                raise IntegrityError(None, None, exc) from exc
+            if isinstance(exc, dbapi.OperationalError):
+                raise StoreError(f"The job store failed: {exc}") from exc
+            raise
+        finally:
+            raw.close()
+
+    def _compile(self, statement: Any, cache: bool = True) -> _Compiled:
+        key = id(statement)
+        compiled = self._compiled.get(key) if cache else None
+        if compiled is None:
+            c = statement.compile(
+                dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True}
+            )
+            order = tuple(c.positiontup) if c.positional and c.positiontup else None
+            compiled = _Compiled(str(c), order, dict(c.params))
+            if cache:
+                self._compiled[key] = compiled
+        return compiled
+
     # -- writes ----------------------------------------------------------------------------
 
-    def create(self, new: NewJob) -> tuple[JobRecord, bool]:
+    def create(
+        self, new: NewJob, *, claim_for: str | None = None, lease_s: float = 30.0
+    ) -> tuple[JobRecord, bool]:
         """Insert a PENDING job; with an idempotency key, return the existing job instead.
 
         Returns ``(job, created)``. The same key with a different request is a Conflict.
+        With ``claim_for``, the new job is also claimed for that worker in the same
+        transaction (PENDING → RUNNING, both events written): a server with idle capacity
+        saves a round trip.
         """
         if new.idempotency_key is not None:
             existing = self._by_idempotency_key(new.owner, new.idempotency_key)
             if existing is not None:
                 return self._check_same_request(existing, new), False
         now = time.time()
-        row = {
-            "id": new_job_id(),
+        job_id = new_job_id()
+        row: dict[str, Any] = {
+            "id": job_id,
             "plugin": new.plugin,
             "tool": new.tool,
             "status": Status.PENDING.value,
@@ -202,14 +263,13 @@ class JobStore:
             "created_at": now,
             "updated_at": now,
         }
+        event = {"job_id": row["id"], "from_status": None, "to_status": Status.PENDING.value}
         try:
-            with self._write() as conn:
-                created = conn.execute(insert(jobs).values(row).returning(jobs)).one()
-                conn.execute(
-                    insert(job_events).values(
-                        job_id=row["id"], from_status=None, to_status=Status.PENDING.value, at=now
-                    )
-                )
+            with self._hot() as tx:
+                tx.run(_INSERT_JOB, row)
+                tx.run(_INSERT_EVENT, {**event, "at": now, "worker": None, "reason": None})
+                if claim_for is not None:
+                    return _claim_one(tx, job_id, claim_for, lease_s, now), True
         except IntegrityError:
             if new.idempotency_key is None:
                 raise
@@ -217,7 +277,15 @@ class JobStore:
             if existing is None:
                 raise
             return self._check_same_request(existing, new), False
-        return JobRecord.from_row(created), True
+        defaults: dict[str, Any] = {
+            "result": None,
+            "error": None,
+            "traceback": None,
+            "progress_message": None,
+        }
+        defaults |= {"lease_owner": None, "lease_expires_at": None}
+        defaults |= {"started_at": None, "finished_at": None}
+        return JobRecord(**{**row, **defaults, "status": Status.PENDING}), True
 
     def _by_idempotency_key(self, owner: str, key: str) -> JobRecord | None:
         with self._read() as conn:
@@ -252,10 +320,8 @@ class JobStore:
         With ``owned_by``, the update also requires that the job is still leased to that
         owner (fencing: a worker whose lease was taken over cannot complete the job).
         """
-        with self._write() as conn:
-            return _transition(
-                conn, job_id, from_status, to_status, worker, reason, owned_by, values
-            )
+        with self._hot() as tx:
+            return _transition(tx, job_id, from_status, to_status, worker, reason, owned_by, values)
 
     def claim(
         self, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
@@ -278,26 +344,10 @@ class JobStore:
         if not self.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         claimed = []
-        with self._write() as conn:
-            for job_id in conn.execute(query).scalars().all():
+        with self._hot() as tx:
+            for (job_id,) in tx.rows(query, {}, cache=False):
                 try:
-                    claimed.append(
-                        _transition(
-                            conn,
-                            job_id,
-                            Status.PENDING,
-                            Status.RUNNING,
-                            worker,
-                            None,
-                            None,
-                            {
-                                "lease_owner": worker,
-                                "lease_expires_at": now + lease_s,
-                                "started_at": now,
-                                "attempts": jobs.c.attempts + 1,
-                            },
-                        )
-                    )
+                    claimed.append(_claim_one(tx, job_id, worker, lease_s, now))
                 except IllegalTransition:
                     continue  # taken by another claimer between the select and the update
         return claimed
@@ -339,9 +389,13 @@ class JobStore:
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self._read() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-        return JobRecord.from_row(row) if row else None
+        raw = self.engine.raw_connection()
+        try:
+            rows = _Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})
+            raw.commit()
+        finally:
+            raw.close()
+        return rows[0] if rows else None
 
     def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
         if not job_ids:
@@ -418,8 +472,104 @@ class JobStore:
         return counts
 
 
+# Statements built once: constructing SQLAlchemy statements per call costs more than SQLite.
+_INSERT_JOB = insert(jobs)
+_INSERT_EVENT = insert(job_events).values(
+    {
+        name: bindparam(name)
+        for name in ("job_id", "from_status", "to_status", "at", "worker", "reason")
+    }
+)
+_SELECT_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_SELECT_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
+_JSON_COLUMNS = ("inputs", "result", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    order: tuple[str, ...] | None  # positional parameter names (qmark dialects)
+    defaults: dict[str, Any]  # values of literal binds inside the statement
+
+
+class _Tx:
+    """Runs compiled statements on one DBAPI cursor inside a transaction."""
+
+    def __init__(self, store: JobStore, cursor: Any) -> None:
+        self.store = store
+        self.cursor = cursor
+
+    def run(self, statement: Any, params: dict[str, Any], cache: bool = True) -> None:
+        compiled = self.store._compile(statement, cache)
+        values = {**compiled.defaults, **params}
+        for key, value in values.items():
+            if isinstance(value, dict | list):
+                values[key] = _json_dumps(value)
+        if compiled.order is None:
+            self.cursor.execute(compiled.sql, values)
+        else:
+            self.cursor.execute(compiled.sql, tuple(values[name] for name in compiled.order))
+
+    def rows(self, statement: Any, params: dict[str, Any], cache: bool = True) -> list[Any]:
+        self.run(statement, params, cache)
+        return list(self.cursor.fetchall())
+
+    def records(self, statement: Any, params: dict[str, Any]) -> list[JobRecord]:
+        rows = self.rows(statement, params)
+        if not rows:
+            return []
+        names = [column[0] for column in self.cursor.description]
+        return [_record(dict(zip(names, row, strict=True))) for row in rows]
+
+
+def _record(data: dict[str, Any]) -> JobRecord:
+    for column in _JSON_COLUMNS:
+        if isinstance(data[column], str | bytes):
+            data[column] = orjson.loads(data[column])
+    data["status"] = Status(data["status"])
+    data["cancel_requested"] = bool(data["cancel_requested"])
+    return JobRecord(**data)
+
+
+_UPDATES: dict[tuple[Any, ...], Any] = {}
+
+
+def _update_statement(values: dict[str, Any], fenced: bool) -> Any:
+    """The guarded UPDATE for this set of columns, built once and cached."""
+    key = (
+        fenced,
+        *sorted((k, str(v) if isinstance(v, ColumnElement) else None) for k, v in values.items()),
+    )
+    statement = _UPDATES.get(key)
+    if statement is None:
+        assignments = {
+            k: (v if isinstance(v, ColumnElement) else bindparam(f"v_{k}"))
+            for k, v in values.items()
+        }
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == bindparam("job_id"), jobs.c.status == bindparam("from_status"))
+            .values(status=bindparam("to_status"), updated_at=bindparam("now"), **assignments)
+            .returning(jobs)
+        )
+        if fenced:
+            statement = statement.where(jobs.c.lease_owner == bindparam("owned_by"))
+        _UPDATES[key] = statement
+    return statement
+
+
+def _claim_one(tx: _Tx, job_id: str, worker: str, lease_s: float, now: float) -> JobRecord:
+    values = {
+        "lease_owner": worker,
+        "lease_expires_at": now + lease_s,
+        "started_at": now,
+        "attempts": jobs.c.attempts + 1,
+    }
+    return _transition(tx, job_id, Status.PENDING, Status.RUNNING, worker, None, None, values)
+
+
 def _transition(
-    conn: Connection,
+    tx: _Tx,
     job_id: str,
     from_status: Status,
     to_status: Status,
@@ -430,17 +580,13 @@ def _transition(
 ) -> JobRecord:
     """The one guarded status update; every status write in LensForge comes through here."""
     now = time.time()
-    query = (
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == from_status.value)
-        .values(status=to_status.value, updated_at=now, **values)
-        .returning(jobs)
-    )
-    if owned_by is not None:
-        query = query.where(jobs.c.lease_owner == owned_by)
-    row = conn.execute(query).first()
-    if row is None:
-        current = conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+    params = {f"v_{k}": v for k, v in values.items() if not isinstance(v, ColumnElement)}
+    params |= {"job_id": job_id, "from_status": from_status.value}
+    params |= {"to_status": to_status.value, "now": now, "owned_by": owned_by}
+    updated = tx.records(_update_statement(values, owned_by is not None), params)
+    if not updated:
+        found = tx.rows(_SELECT_STATUS, {"job_id": job_id})
+        current = found[0][0] if found else None
         raise IllegalTransition(
             f"Job {job_id} cannot go from {from_status.value} to {to_status.value}: "
             f"it is {current or 'missing'}"
@@ -449,17 +595,18 @@ def _transition(
             job_id=job_id,
             details={"from": from_status.value, "to": to_status.value, "current": current},
         )
-    conn.execute(
-        insert(job_events).values(
-            job_id=job_id,
-            from_status=from_status.value,
-            to_status=to_status.value,
-            at=now,
-            worker=worker,
-            reason=reason,
-        )
+    tx.run(
+        _INSERT_EVENT,
+        {
+            "job_id": job_id,
+            "from_status": from_status.value,
+            "to_status": to_status.value,
+            "at": now,
+            "worker": worker,
+            "reason": reason,
+        },
     )
-    return JobRecord.from_row(row)
+    return updated[0]
 
 
 def _configure_sqlite(engine: Engine) -> None:

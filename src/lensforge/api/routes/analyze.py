@@ -65,13 +65,13 @@ async def read_request(request: Request, caller: str, key: str | None) -> Analys
     content_type = request.headers.get("content-type", "")
     uploads: dict[str, bytes] = {}
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=16, max_fields=256)
         fields: dict[str, Any] = {}
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                uploads[name] = await value.read()
-            else:
-                fields[name] = value
+        async with request.form(max_files=16, max_fields=256) as form:  # closes temp files
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    uploads[name] = await value.read()
+                else:
+                    fields[name] = value
         raw_inputs = fields.pop("inputs", None)
         inputs: Any = {}
         if raw_inputs:

