@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lensforge import cli_remote
+from lensforge.cli_keys import keys_app
 from lensforge.errors import LensForgeError, from_envelope
 from lensforge.settings import Settings
 
@@ -51,6 +54,14 @@ def serve(
         int | None, typer.Option(envvar="LENSFORGE_WORKERS", help="Concurrent jobs.")
     ] = None,
     log_level: Annotated[str | None, typer.Option(envvar="LENSFORGE_LOG_LEVEL")] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            envvar="LENSFORGE_INSECURE_NO_AUTH",
+            help="Allow a non-loopback bind with no API key.",
+        ),
+    ] = False,
 ) -> None:
     """Start the HTTP server (REST API, docs at /docs)."""
     import logging
@@ -67,6 +78,7 @@ def serve(
         workers=workers,
         log_level=log_level,
     )
+    _check_bind(settings, insecure_no_auth)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -183,6 +195,76 @@ def plugins(
     for name, reason in registry.load_errors.items():
         table.add_row(name, "", "FAILED", "", reason)
     console.print(table)
+
+
+def _check_bind(settings: Settings, insecure: bool) -> None:
+    """Refuse to expose an unauthenticated server beyond this machine."""
+    import ipaddress
+
+    try:
+        loopback = settings.host == "localhost" or ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return
+    from lensforge.security.keys import KeyStore
+    from lensforge.store import JobStore
+
+    store = JobStore(settings.database_url)
+    try:
+        store.migrate()
+        has_keys = KeyStore(store.engine).enabled()
+    finally:
+        store.close()
+    if has_keys:
+        return
+    if insecure:
+        err_console.print(
+            "[bold red]WARNING: serving on a non-loopback address with NO authentication "
+            "(--insecure-no-auth). Anyone who can reach this port can run jobs.[/bold red]"
+        )
+        return
+    err_console.print(
+        f"[red]Refusing to bind {settings.host} with no API key: anyone could use it.[/red]\n"
+        "Create a key first:  lensforge keys create --name me --scope analyze,read\n"
+        "(or pass --insecure-no-auth to run open anyway)."
+    )
+    raise typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def mcp(
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="LENSFORGE_DATABASE_URL", help="SQLAlchemy URL of the store."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(envvar="LENSFORGE_DATA_DIR", help="Blob store directory.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(envvar="LENSFORGE_WORKERS", help="Concurrent jobs.")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(envvar="LENSFORGE_LOG_LEVEL")] = None,
+) -> None:
+    """Serve MCP on stdin/stdout: an embedded LensForge (same settings, store and path)."""
+    import logging
+
+    from lensforge.api.mcp import run_stdio
+
+    settings = _settings(
+        database_url=database_url, data_dir=data_dir, workers=workers, log_level=log_level
+    )
+    # stdout carries the protocol: logs go to stderr, quieter than `serve` unless asked.
+    logging.basicConfig(
+        level=(log_level or "warning").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    run_stdio(settings)
+
+
+app.add_typer(keys_app, name="keys")
+cli_remote.register(app)  # submit, jobs, job, result, cancel, analyze: against a server
 
 
 def main() -> None:

@@ -86,8 +86,24 @@ class Settings(BaseSettings):
         0.5, gt=0, description="How often the dispatcher looks for jobs other processes queued."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    insecure_no_auth: bool = Field(
+        False,
+        description="Allow binding a non-loopback address with no API key (not recommended).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins allowed by CORS; empty turns CORS off.",
+    )
+    rate_limit_per_s: float = Field(
+        100.0, ge=0, description="Requests a second allowed per API key on average (0: off)."
+    )
+    rate_limit_burst: int = Field(200, ge=1, description="Burst of requests allowed per API key.")
+    max_input_depth: int = Field(32, ge=1, description="Deepest nesting allowed in tool inputs.")
+    max_input_string: int = Field(
+        1_000_000, ge=1, description="Longest string allowed in tool inputs (images excepted)."
+    )
 
-    @field_validator("plugins_allow", "plugins_block", mode="before")
+    @field_validator("plugins_allow", "plugins_block", "cors_origins", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
         if isinstance(value, str):

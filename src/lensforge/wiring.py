@@ -15,6 +15,9 @@ from lensforge.execution.worker import WorkerConfig, plugin_path
 from lensforge.media import MediaLimits
 from lensforge.plugin import Plugin
 from lensforge.registry import Registry, load_registry
+from lensforge.security.audit import AuditLog
+from lensforge.security.keys import KeyStore
+from lensforge.security.ratelimit import RateLimiter
 from lensforge.settings import Settings
 from lensforge.store import JobStore
 
@@ -29,6 +32,9 @@ class Services:
     registry: Registry
     jobs: JobExecutionService
     analysis: AnalysisExecutionService
+    keys: KeyStore
+    audit: AuditLog
+    limiter: RateLimiter
 
     async def start(self, *, dispatch: bool = True) -> None:
         await self.jobs.start(dispatch=dispatch)
@@ -96,5 +102,17 @@ def build_services(
         limits=limits,
         max_timeout_s=settings.max_timeout_s,
         sync_wait_s=settings.sync_wait_s,
+        max_input_depth=settings.max_input_depth,
+        max_input_string=settings.max_input_string,
     )
-    return Services(settings, store, blobs, registry, jobs, analysis)
+    return Services(
+        settings,
+        store,
+        blobs,
+        registry,
+        jobs,
+        analysis,
+        keys=KeyStore(store.engine),
+        audit=AuditLog(store.engine),
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )

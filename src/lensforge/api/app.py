@@ -6,11 +6,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from lensforge import __version__
+from lensforge.api.auth import GuardedEndpoint, authenticate
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
-from lensforge.api.routes import analyze, blobs, compat, jobs, plugins, system
+from lensforge.api.mcp import MCPEndpoint
+from lensforge.api.routes import admin, analyze, blobs, compat, jobs, plugins, system
 from lensforge.plugin import Plugin
 from lensforge.settings import Settings
 from lensforge.wiring import build_services
@@ -24,8 +28,10 @@ def create_app(
     """Build the app; its store, registry, executor and services live on ``app.state``.
 
     ``extra_plugins`` registers plugin classes beside the discovered ones (tests, embedding).
+    MCP (streamable HTTP) is served at ``/mcp``.
     """
     settings = settings or Settings()
+    mcp = MCPEndpoint(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,7 +44,8 @@ def create_app(
             extra={"event": "server_ready"},
         )
         try:
-            yield
+            async with mcp.run(services):
+                yield
         finally:
             await services.stop()
 
@@ -47,9 +54,22 @@ def create_app(
         version=__version__,
         description="Runs vision-analysis plugins as governed, durable jobs.",
         lifespan=lifespan,
+        dependencies=[Depends(authenticate)],  # every route: see lensforge.api.auth
     )
     install_error_handlers(app)
-    for module in (system, plugins, analyze, jobs, blobs, compat):
+    for module in (system, plugins, analyze, jobs, blobs, admin, compat):
         app.include_router(module.router)
+    # MCP over streamable HTTP (docs/mcp.md), served by the same services.
+    app.router.routes.append(
+        Route("/mcp", endpoint=GuardedEndpoint(mcp, "/mcp"), methods=["GET", "POST", "DELETE"])
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,  # keys travel in headers; never '*' with credentials
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+        )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 from lensforge.execution.analysis import AnalysisExecutionService
 from lensforge.execution.jobs import JobExecutionService
 from lensforge.registry import Registry
+from lensforge.security.keys import LOCAL_USER, Caller
 from lensforge.settings import Settings
 from lensforge.wiring import Services
 
@@ -34,9 +35,9 @@ def get_settings(request: Request) -> Settings:
     return get_services(request).settings
 
 
-def get_caller(request: Request) -> str:
-    """The caller's identity, recorded on every job (an API key's id once auth is on)."""
-    caller: str = getattr(request.state, "caller", "anonymous")
+def get_caller(request: Request) -> Caller:
+    """Who is calling (set by the app-wide authentication dependency)."""
+    caller: Caller = getattr(request.state, "caller", LOCAL_USER)
     return caller
 
 
@@ -45,7 +46,7 @@ AnalysisDep = Annotated[AnalysisExecutionService, Depends(get_analysis)]
 JobsDep = Annotated[JobExecutionService, Depends(get_jobs)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-CallerDep = Annotated[str, Depends(get_caller)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=255, description="Same key and body: same job."),

@@ -16,7 +16,7 @@ import orjson
 
 from lensforge.blobs import BlobStore
 from lensforge.errors import BlobNotFound, LensForgeError, ValidationError
-from lensforge.execution.jobs import JobExecutionService
+from lensforge.execution.jobs import JobExecutionService, blob_refs
 from lensforge.media import MediaLimits, decode_base64, probe
 from lensforge.plugin import ToolSpec
 from lensforge.registry import Registry
@@ -32,6 +32,7 @@ class AnalysisRequest:
     inputs: dict[str, Any] = field(default_factory=dict)
     uploads: dict[str, bytes] = field(default_factory=dict)  # raw media bytes by field name
     owner: str = "anonymous"
+    admin: bool = True  # may reference any stored blob (auth off, or an admin key)
     idempotency_key: str | None = None
     timeout_s: float | None = None
 
@@ -48,7 +49,11 @@ class AnalysisExecutionService:
         limits: MediaLimits,
         max_timeout_s: float,
         sync_wait_s: float,
+        max_input_depth: int = 32,
+        max_input_string: int = 1_000_000,
     ) -> None:
+        self.max_input_depth = max_input_depth
+        self.max_input_string = max_input_string
         self.registry = registry
         self.jobs = jobs
         self.blobs = blobs
@@ -65,6 +70,7 @@ class AnalysisExecutionService:
         """Everything that can be checked before the job exists; raises on bad input."""
         spec = self.resolve(request.plugin, request.tool)
         try:
+            self._check_shape(spec, request.inputs)
             inputs = self._store_media(spec, dict(request.inputs), request.uploads)
             spec.validate_inputs(inputs)
             timeout_s = self._timeout(request.timeout_s)
@@ -86,6 +92,13 @@ class AnalysisExecutionService:
 
     async def submit(self, request: AnalysisRequest) -> tuple[JobRecord, bool]:
         """Create the job and return it at once (async analysis)."""
+        if not request.admin:
+            for digest in blob_refs(request.inputs):  # a blob named by reference must be yours
+                if not await self.jobs.owns_blob(digest, request.owner):
+                    raise BlobNotFound(
+                        "The inputs name a blob this caller has not uploaded.",
+                        details={"blob": f"sha256:{digest}"},
+                    )
         new = await self._prepare(request)
         return await self.jobs.submit(new)
 
@@ -133,6 +146,31 @@ class AnalysisExecutionService:
                     details={"field": name, "blob": str(value["blob"])[:80]},
                 )
         return inputs
+
+    def _check_shape(self, spec: ToolSpec, inputs: dict[str, Any]) -> None:
+        """Refuse hostile shapes (deep nesting, huge strings) before any schema work."""
+
+        def walk(value: Any, depth: int, path: str) -> None:
+            if depth > self.max_input_depth:
+                raise ValidationError(
+                    f"Inputs nest deeper than {self.max_input_depth} levels (at {path}).",
+                    details={"field": path, "max_depth": self.max_input_depth},
+                )
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(item, depth + 1, f"{path}.{key}")
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, depth + 1, f"{path}[{index}]")
+            elif isinstance(value, str) and len(value) > self.max_input_string:
+                raise ValidationError(
+                    f"Input {path} is longer than {self.max_input_string} characters.",
+                    details={"field": path, "max_length": self.max_input_string},
+                )
+
+        for name, value in inputs.items():
+            if name not in spec.media_fields:
+                walk(value, 1, name)
 
     def _timeout(self, requested: float | None) -> float | None:
         if requested is None:

@@ -146,6 +146,9 @@ class JobExecutionService:
     async def counts(self) -> dict[str, int]:
         return await self._db(self.store.counts)
 
+    async def owns_blob(self, digest: str, owner: str) -> bool:
+        return await self._db(self.store.owns_blob, digest, owner)
+
     async def ping(self) -> None:
         await self._db(self.store.ping)
 
@@ -172,6 +175,9 @@ class JobExecutionService:
             and new.not_before is None
             and self._free_capacity() > 0
         )
+        refs = [(digest, new.owner) for digest in blob_refs(new.inputs)]
+        if refs:
+            await self._db(self.store.add_blob_owners, refs)
         if claim:
             self._reserved += 1
         try:
@@ -326,6 +332,10 @@ class JobExecutionService:
                 **verdict.values,
             )
         )
+        if updated.status is Status.SUCCESS:
+            refs = [(digest, updated.owner) for digest in blob_refs(updated.result)]
+            if refs:
+                await self._db(self.store.add_blob_owners, refs)
         if updated.status in TERMINAL:
             for future in self._waiters.pop(job.id, []):
                 if not future.done():
@@ -445,3 +455,18 @@ def _owner_alive(owner: str | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def blob_refs(value: Any) -> list[str]:
+    """Hex digests of every ``{"blob": "sha256:..."}`` reference inside ``value``."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        ref = value.get("blob")
+        if isinstance(ref, str) and ref.startswith("sha256:") and len(ref) == 71:
+            found.append(ref[7:])
+        for item in value.values():
+            found.extend(blob_refs(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(blob_refs(item))
+    return found

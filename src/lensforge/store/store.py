@@ -7,6 +7,7 @@ zero rows updated is :class:`~lensforge.errors.IllegalTransition`, never a silen
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import uuid
@@ -33,9 +34,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from lensforge.errors import Conflict, IllegalTransition, StoreError
-from lensforge.store.tables import Status, job_events, jobs
+from lensforge.store.tables import Status, blob_owners, job_events, jobs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def new_job_id() -> str:
@@ -116,6 +118,11 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_loads(value: Any) -> Any:
+    # SQLite gives JSON columns NUMERIC affinity: a stored scalar such as '3' reads back as 3.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 class JobStore:
     """Thread-safe access to the job tables; one instance per process and database."""
 
@@ -124,7 +131,7 @@ class JobStore:
         self.is_sqlite = url.startswith("sqlite")
         options: dict[str, Any] = {
             "json_serializer": _json_dumps,
-            "json_deserializer": orjson.loads,
+            "json_deserializer": _json_loads,
         }
         if self.is_sqlite:
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -173,7 +180,7 @@ class JobStore:
             with self.engine.begin() as conn:
                 yield conn
         except OperationalError as exc:
-            raise StoreError(f"The job store failed: {exc.orig}") from exc
+            raise _store_failed(exc) from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -182,7 +189,7 @@ class JobStore:
                 conn.execution_options(lensforge_read=True)
                 yield conn
         except OperationalError as exc:
-            raise StoreError(f"The job store failed: {exc.orig}") from exc
+            raise _store_failed(exc) from exc
 
     @contextmanager
     def _hot(self) -> Iterator[_Tx]:
@@ -197,7 +204,7 @@ class JobStore:
         try:
             raw = self.engine.raw_connection()
         except SQLAlchemyError as exc:
-            raise StoreError(f"The job store failed: {exc}") from exc
+            raise _store_failed(exc) from exc
         try:
             cursor = raw.cursor()
             if self.is_sqlite:
@@ -209,7 +216,7 @@ class JobStore:
             if isinstance(exc, dbapi.IntegrityError):
                 raise IntegrityError(None, None, exc) from exc
             if isinstance(exc, dbapi.OperationalError):
-                raise StoreError(f"The job store failed: {exc}") from exc
+                raise _store_failed(exc) from exc
             raise
         finally:
             raw.close()
@@ -452,6 +459,29 @@ class JobStore:
             ).all()
         return [JobRecord.from_row(row) for row in rows]
 
+    def add_blob_owners(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Record that ``owner`` may read blob ``digest`` (hex), for each pair."""
+        if not pairs:
+            return
+        with self._write() as conn:
+            for digest, owner in set(pairs):
+                exists = conn.execute(
+                    select(blob_owners.c.digest).where(
+                        blob_owners.c.digest == digest, blob_owners.c.owner == owner
+                    )
+                ).first()
+                if exists is None:
+                    conn.execute(insert(blob_owners).values(digest=digest, owner=owner))
+
+    def owns_blob(self, digest: str, owner: str) -> bool:
+        with self._read() as conn:
+            row = conn.execute(
+                select(blob_owners.c.digest).where(
+                    blob_owners.c.digest == digest, blob_owners.c.owner == owner
+                )
+            ).first()
+        return row is not None
+
     def count(self, status: Status) -> int:
         with self._read() as conn:
             query = select(func.count()).select_from(jobs).where(jobs.c.status == status.value)
@@ -483,6 +513,7 @@ _INSERT_EVENT = insert(job_events).values(
 _SELECT_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _SELECT_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
 _JSON_COLUMNS = ("inputs", "result", "error")
+_JSON_PARAMS = frozenset(_JSON_COLUMNS + tuple(f"v_{name}" for name in _JSON_COLUMNS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,9 +533,9 @@ class _Tx:
     def run(self, statement: Any, params: dict[str, Any], cache: bool = True) -> None:
         compiled = self.store._compile(statement, cache)
         values = {**compiled.defaults, **params}
-        for key, value in values.items():
-            if isinstance(value, dict | list):
-                values[key] = _json_dumps(value)
+        for key in _JSON_PARAMS.intersection(params):
+            if values[key] is not None:
+                values[key] = _json_dumps(values[key])
         if compiled.order is None:
             self.cursor.execute(compiled.sql, values)
         else:
@@ -625,6 +656,12 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         read_only = conn.get_execution_options().get("lensforge_read", False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _store_failed(exc: BaseException) -> StoreError:
+    """A StoreError for callers; the database's own message (it may quote SQL) goes to the log."""
+    log.error("job store failure: %s", exc, extra={"event": "store_failed"})
+    return StoreError("The job store failed; the server log has the details. Try again shortly.")
 
 
 def _redact(url: str) -> str:

@@ -81,3 +81,33 @@ job_events = Table(
     Column("reason", Text),
     Index("ix_job_events_job_id", "job_id", "id"),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", String(128), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("key_id", String(32)),
+    Column("detail", JSON, nullable=False),
+    Index("ix_audit_events_at", "at"),
+)
+
+blob_owners = Table(
+    "blob_owners",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("owner", String(128), primary_key=True),
+)

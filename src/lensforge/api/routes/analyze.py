@@ -14,6 +14,7 @@ from lensforge.api.deps import AnalysisDep, CallerDep, IdempotencyKey
 from lensforge.api.responses import FastJSONResponse, error_response
 from lensforge.errors import ValidationError, from_envelope
 from lensforge.execution.analysis import AnalysisRequest
+from lensforge.security.keys import Caller
 from lensforge.store import Status
 
 router = APIRouter(prefix="/v1", tags=["analysis"])
@@ -60,7 +61,7 @@ def _problems(exc: PydanticValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def read_request(request: Request, caller: str, key: str | None) -> AnalysisRequest:
+async def read_request(request: Request, caller: Caller, key: str | None) -> AnalysisRequest:
     """Parse a JSON or multipart analysis request into an AnalysisRequest."""
     content_type = request.headers.get("content-type", "")
     uploads: dict[str, bytes] = {}
@@ -110,7 +111,8 @@ async def read_request(request: Request, caller: str, key: str | None) -> Analys
         tool=body_model.tool,
         inputs=body_model.inputs,
         uploads=uploads,
-        owner=caller,
+        owner=caller.id,
+        admin=caller.admin,
         idempotency_key=key,
         timeout_s=body_model.timeout_s,
     )

@@ -16,6 +16,7 @@ from lensforge.api.responses import FastJSONResponse
 from lensforge.errors import JobNotFound, LensForgeError, utc_timestamp
 from lensforge.execution.analysis import AnalysisRequest
 from lensforge.media import decode_base64
+from lensforge.security.keys import Caller
 from lensforge.store import JobRecord, Status
 
 router = APIRouter(prefix="/v1/analyze-execution", tags=["forgesyte compatibility"])
@@ -66,7 +67,7 @@ def _job(job: JobRecord) -> dict[str, Any]:
     }
 
 
-def _request(analysis: Any, body: ExecutionBody, caller: str) -> AnalysisRequest:
+def _request(analysis: Any, body: ExecutionBody, caller: Caller) -> AnalysisRequest:
     spec = analysis.resolve(
         body.plugin, body.tool_name or next(iter(analysis.registry.get(body.plugin).tools))
     )
@@ -74,7 +75,11 @@ def _request(analysis: Any, body: ExecutionBody, caller: str) -> AnalysisRequest
         raise LensForgeError(f"Tool {spec.qualified_name} takes no image.")
     data = decode_base64(body.image, field="image")
     return AnalysisRequest(
-        plugin=spec.plugin, tool=spec.name, uploads={spec.media_fields[0]: data}, owner=caller
+        plugin=spec.plugin,
+        tool=spec.name,
+        uploads={spec.media_fields[0]: data},
+        owner=caller.id,
+        admin=caller.admin,
     )
 
 
@@ -111,6 +116,7 @@ async def execute_async(
 @router.get("/jobs", summary="List jobs, newest first (ForgeSyte)")
 async def list_jobs(
     jobs: JobsDep,
+    caller: CallerDep,
     plugin: Annotated[str | None, Query(max_length=128)] = None,
     status_filter: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -118,23 +124,25 @@ async def list_jobs(
     status = _FROM_LEGACY.get(status_filter or "") if status_filter else None
     if status_filter and status is None:
         return FastJSONResponse({"jobs": [], "count": 0})
-    page = await jobs.list_jobs(plugin=plugin, status=status, limit=limit)
+    page = await jobs.list_jobs(
+        plugin=plugin, status=status, owner=caller.owner_filter, limit=limit
+    )
     return FastJSONResponse({"jobs": [_job(job) for job in page], "count": len(page)})
 
 
 @router.get("/jobs/{job_id}", summary="A job's status (ForgeSyte)")
-async def get_job(job_id: str, jobs: JobsDep) -> FastJSONResponse:
+async def get_job(job_id: str, jobs: JobsDep, caller: CallerDep) -> FastJSONResponse:
     try:
-        job = await jobs.get(job_id)
+        job = await jobs.get(job_id, owner=caller.owner_filter)
     except JobNotFound:
         return _not_found()
     return FastJSONResponse({"job": _job(job)})
 
 
 @router.get("/jobs/{job_id}/result", summary="A finished job's result (ForgeSyte)")
-async def get_result(job_id: str, jobs: JobsDep) -> FastJSONResponse:
+async def get_result(job_id: str, jobs: JobsDep, caller: CallerDep) -> FastJSONResponse:
     try:
-        job = await jobs.get(job_id)
+        job = await jobs.get(job_id, owner=caller.owner_filter)
     except JobNotFound:
         return _not_found()
     if not job.status.terminal:
@@ -157,9 +165,9 @@ async def get_result(job_id: str, jobs: JobsDep) -> FastJSONResponse:
 
 
 @router.delete("/jobs/{job_id}", summary="Cancel a job (ForgeSyte)")
-async def cancel(job_id: str, jobs: JobsDep) -> FastJSONResponse:
+async def cancel(job_id: str, jobs: JobsDep, caller: CallerDep) -> FastJSONResponse:
     try:
-        job = await jobs.get(job_id)
+        job = await jobs.get(job_id, owner=caller.owner_filter)
     except JobNotFound:
         return _not_found()
     if job.status.terminal:

@@ -18,11 +18,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, "job id"]
 
 
-def _owner(caller: str) -> str | None:
-    """Which jobs a caller may see: its own (None means all: admins, once auth exists)."""
-    return None if caller == "anonymous" else caller
-
-
 @router.get("", summary="List jobs, newest first, with filters and cursor paging")
 async def list_jobs(
     jobs: JobsDep,
@@ -39,7 +34,7 @@ async def list_jobs(
         status=status,
         plugin=plugin,
         tool=tool,
-        owner=_owner(caller),
+        owner=caller.owner_filter,
         before=cursor,
         limit=limit + 1,
     )
@@ -53,12 +48,12 @@ async def list_jobs(
 
 @router.get("/{job_id}", summary="A job's status, progress and timestamps")
 async def get_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
-    return job_view(await jobs.get(job_id, owner=_owner(caller)))
+    return job_view(await jobs.get(job_id, owner=caller.owner_filter))
 
 
 @router.get("/{job_id}/result", summary="A finished job's result (409 until it finishes)")
 async def get_result(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Response:
-    job = await jobs.get(job_id, owner=_owner(caller))
+    job = await jobs.get(job_id, owner=caller.owner_filter)
     if job.status is Status.SUCCESS:
         return FastJSONResponse(
             {"job_id": job.id, "status": job.status.value, "result": job.result}
@@ -80,7 +75,7 @@ async def get_result(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Respons
 
 @router.get("/{job_id}/events", summary="Every state transition of a job")
 async def get_events(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
-    events = await jobs.events(job_id, owner=_owner(caller))
+    events = await jobs.events(job_id, owner=caller.owner_filter)
     return {"job_id": job_id, "events": [event_view(e) for e in events]}
 
 
@@ -90,7 +85,7 @@ async def get_events(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[st
     response_class=StreamingResponse,
 )
 async def stream_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> StreamingResponse:
-    owner = _owner(caller)
+    owner = caller.owner_filter
     first = await jobs.get(job_id, owner=owner)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[bytes]:
@@ -116,5 +111,5 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 @router.post("/{job_id}/cancel", summary="Cancel a pending or running job (409 if finished)")
 async def cancel_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Response:
-    job = await jobs.cancel(job_id, owner=_owner(caller))
+    job = await jobs.cancel(job_id, owner=caller.owner_filter)
     return FastJSONResponse(job_view(job), status_code=200 if job.status.terminal else 202)

@@ -1,0 +1,51 @@
+"""Admin routes: API keys and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from lensforge.api.deps import CallerDep, ServicesDep
+from lensforge.api.responses import FastJSONResponse
+from lensforge.errors import NotFound
+from lensforge.security.keys import parse_scopes
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+class NewKey(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    scopes: list[str] = Field(min_length=1, max_length=3, examples=[["analyze", "read"]])
+
+
+@router.get("/keys", summary="List API keys (never their secrets)")
+async def list_keys(services: ServicesDep) -> dict[str, Any]:
+    return {"keys": [key.public() for key in services.keys.list()]}
+
+
+@router.post("/keys", status_code=201, summary="Create an API key; its secret is shown once")
+async def create_key(body: NewKey, services: ServicesDep, caller: CallerDep) -> FastJSONResponse:
+    info, secret = services.keys.create(body.name, parse_scopes(body.scopes))
+    services.audit.record("key_created", caller.id, new_key=info.id, scopes=list(info.scopes))
+    return FastJSONResponse({**info.public(), "key": secret}, status_code=201)
+
+
+@router.delete("/keys/{key_id}", summary="Revoke an API key")
+async def revoke_key(key_id: str, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    if not services.keys.revoke(key_id):
+        raise NotFound(f"No active API key '{key_id}'.")
+    services.audit.record("key_revoked", caller.id, revoked_key=key_id)
+    return {"id": key_id, "revoked": True}
+
+
+@router.get("/audit", summary="The audit trail, newest first")
+async def audit(
+    services: ServicesDep,
+    event: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    events = services.audit.list(event=event, before=cursor, limit=limit)
+    return {"events": events, "next_cursor": events[-1]["id"] if len(events) == limit else None}

@@ -1,0 +1,1 @@
+"""API keys, scopes, per-key rate limits and the audit trail."""
