@@ -14,28 +14,30 @@ from lensforge.settings import Settings
 from lensforge.wiring import Services
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are ``async def``: FastAPI runs plain ``def`` ones in a thread pool, a hop
+# per request that costs more than the lookup itself.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_analysis(request: Request) -> AnalysisExecutionService:
-    return get_services(request).analysis
+async def get_analysis(request: Request) -> AnalysisExecutionService:
+    return (await get_services(request)).analysis
 
 
-def get_jobs(request: Request) -> JobExecutionService:
-    return get_services(request).jobs
+async def get_jobs(request: Request) -> JobExecutionService:
+    return (await get_services(request)).jobs
 
 
-def get_registry(request: Request) -> Registry:
-    return get_services(request).registry
+async def get_registry(request: Request) -> Registry:
+    return (await get_services(request)).registry
 
 
-def get_settings(request: Request) -> Settings:
-    return get_services(request).settings
+async def get_settings(request: Request) -> Settings:
+    return (await get_services(request)).settings
 
 
-def get_caller(request: Request) -> Caller:
+async def get_caller(request: Request) -> Caller:
     """Who is calling (set by the app-wide authentication dependency)."""
     caller: Caller = getattr(request.state, "caller", LOCAL_USER)
     return caller

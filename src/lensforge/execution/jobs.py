@@ -332,6 +332,11 @@ class JobExecutionService:
                 **verdict.values,
             )
         )
+        await self._after_transition(job, updated)
+        return updated
+
+    async def _after_transition(self, job: JobRecord, updated: JobRecord) -> None:
+        """Record blob ownership, wake waiters, schedule a retry."""
         if updated.status is Status.SUCCESS:
             refs = [(digest, updated.owner) for digest in blob_refs(updated.result)]
             if refs:
@@ -343,7 +348,37 @@ class JobExecutionService:
         elif updated.status is Status.PENDING:
             delay = max(0.0, (updated.not_before or 0) - time.time())
             asyncio.get_running_loop().call_later(delay, self._wake.set)
-        return updated
+
+    async def _finish(self, job: JobRecord, verdict: Verdict) -> None:
+        """Apply a run's verdict and, with a backlog, claim the next jobs in the same
+        transaction (this job's slot is about to free up)."""
+        if not (self._accepting and self._pending_estimate > 0):
+            await self._apply(job, verdict, owned_by=self.worker_id)
+            return
+        free = self._free_capacity() + 1
+        self._reserved += free
+        try:
+            updated, claimed = await self._db(
+                partial(
+                    self.store.transition_and_claim,
+                    job.id,
+                    job.status,
+                    verdict.status,
+                    worker=self.worker_id,
+                    lease_s=self.lease_s,
+                    limit=free,
+                    reason=verdict.reason,
+                    owned_by=self.worker_id,
+                    **verdict.values,
+                )
+            )
+        finally:
+            self._reserved -= free
+        self._pending_estimate = max(0, self._pending_estimate - len(claimed))
+        await self._after_transition(job, updated)
+        self._running.pop(job.id, None)
+        for next_job in claimed:
+            self._start(next_job)
 
     # -- the dispatcher ----------------------------------------------------------------------
 
@@ -386,7 +421,7 @@ class JobExecutionService:
         try:
             verdict = await self.plugins.execute(job, running.control)
             try:
-                await self._apply(job, verdict, owned_by=self.worker_id)
+                await self._finish(job, verdict)
             except IllegalTransition:
                 log.warning(
                     "job %s result refused: its lease was taken over",

@@ -150,6 +150,7 @@ class JobStore:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._compiled: dict[int, _Compiled] = {}
+        self._claim_query = self._lockable(_CLAIMABLE)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -338,26 +339,50 @@ class JobStore:
         ``job_ids`` restricts the claim to those jobs (a server claiming the jobs it just
         accepted); without it the oldest due jobs are taken.
         """
-        now = time.time()
-        query = (
-            select(jobs.c.id)
-            .where(jobs.c.status == Status.PENDING.value)
-            .where((jobs.c.not_before.is_(None)) | (jobs.c.not_before <= now))
-            .order_by(jobs.c.id)
-            .limit(limit)
-        )
-        if job_ids:
-            query = query.where(jobs.c.id.in_(job_ids))
-        if not self.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        claimed = []
         with self._hot() as tx:
-            for (job_id,) in tx.rows(query, {}, cache=False):
-                try:
-                    claimed.append(_claim_one(tx, job_id, worker, lease_s, now))
-                except IllegalTransition:
-                    continue  # taken by another claimer between the select and the update
+            return self._claim(tx, worker, lease_s, limit, job_ids)
+
+    def transition_and_claim(
+        self,
+        job_id: str,
+        from_status: Status,
+        to_status: Status,
+        *,
+        worker: str,
+        lease_s: float,
+        limit: int,
+        reason: str | None = None,
+        owned_by: str | None = None,
+        **values: Any,
+    ) -> tuple[JobRecord, list[JobRecord]]:
+        """Finish one job and claim up to ``limit`` more for ``worker``, in one transaction."""
+        with self._hot() as tx:
+            updated = _transition(
+                tx, job_id, from_status, to_status, worker, reason, owned_by, values
+            )
+            claimed = self._claim(tx, worker, lease_s, limit) if limit > 0 else []
+        return updated, claimed
+
+    def _claim(
+        self, tx: _Tx, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
+    ) -> list[JobRecord]:
+        now = time.time()
+        if job_ids:
+            query = _CLAIMABLE.where(jobs.c.id.in_(job_ids))
+            rows = tx.rows(self._lockable(query), {"now": now, "limit": limit}, cache=False)
+        else:
+            rows = tx.rows(self._claim_query, {"now": now, "limit": limit})
+        claimed = []
+        for (job_id,) in rows:
+            try:
+                claimed.append(_claim_one(tx, job_id, worker, lease_s, now))
+            except IllegalTransition:
+                continue  # taken by another claimer between the select and the update
         return claimed
+
+    def _lockable(self, query: Any) -> Any:
+        # PostgreSQL: concurrent claimers skip each other's rows instead of queueing on them.
+        return query if self.is_sqlite else query.with_for_update(skip_locked=True)
 
     def renew_leases(self, lease_owner: str, job_ids: Sequence[str], lease_s: float) -> int:
         """Heartbeat: extend the leases ``lease_owner`` still holds; returns how many."""
@@ -512,6 +537,13 @@ _INSERT_EVENT = insert(job_events).values(
 )
 _SELECT_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _SELECT_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
+_CLAIMABLE = (
+    select(jobs.c.id)
+    .where(jobs.c.status == Status.PENDING.value)
+    .where(jobs.c.not_before.is_(None) | (jobs.c.not_before <= bindparam("now")))
+    .order_by(jobs.c.id)
+    .limit(bindparam("limit"))
+)
 _JSON_COLUMNS = ("inputs", "result", "error")
 _JSON_PARAMS = frozenset(_JSON_COLUMNS + tuple(f"v_{name}" for name in _JSON_COLUMNS))
 
