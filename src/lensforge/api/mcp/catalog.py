@@ -256,28 +256,32 @@ class Catalog:
                 continue
             yield types.ResourceLink(
                 type="resource_link",
-                uri=uri,  # type: ignore[arg-type]  # pydantic parses the string
+                uri=uri,  # pydantic parses the string
                 name=ref,
                 mimeType=media_type,
                 size=size,
             )
 
-    def read_blob(self, uri: str) -> types.BlobResourceContents:
-        """The contents of ``lensforge://blobs/<sha256>`` (BlobNotFound when absent)."""
-        from lensforge.media import sniff
-
+    def blob_digest(self, uri: str) -> str:
+        """The hex digest in ``lensforge://blobs/<sha256>`` (BlobNotFound for other URIs)."""
         match = _BLOB_URI.match(uri.strip().lower())
         if match is None:
             raise BlobNotFound(
                 f"Resources are addressed as {BLOB_URI_TEMPLATE}.", details={"uri": uri[:200]}
             )
-        data = self.blobs.get(f"sha256:{match.group(1)}")
+        return match.group(1)
+
+    def read_blob(self, uri: str) -> types.BlobResourceContents:
+        """The contents of ``lensforge://blobs/<sha256>`` (BlobNotFound when absent)."""
+        from lensforge.media import sniff
+
+        data = self.blobs.get(f"sha256:{self.blob_digest(uri)}")
         try:
             _, media_type = sniff(data[:16])
         except LensForgeError:
             media_type = "application/octet-stream"
         return types.BlobResourceContents(
-            uri=uri,  # type: ignore[arg-type]  # pydantic parses the string
+            uri=uri,  # pydantic parses the string
             mimeType=media_type,
             blob=base64.b64encode(data).decode(),
         )

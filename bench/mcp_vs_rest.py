@@ -1,0 +1,198 @@
+"""MCP against REST: the same no-op tool, the same server, the same run.
+
+    .venv/bin/python bench/mcp_vs_rest.py [--seconds 5] [--no-pin]
+
+(Not ``bench/mcp.py``: a module of that name beside ``serve.py`` would shadow the SDK for
+every script in this folder, ``serve.py`` included.)
+
+Starts ``bench/serve.py lensforge`` (the app with the no-op ``bench`` plugin; MCP at ``/mcp``)
+and measures, sequentially and at concurrency 8:
+
+- MCP ``tools/call`` of ``bench_noop`` over streamable HTTP (the SDK's client; one session
+  per concurrent caller, as separate agents would have);
+- ``POST /v1/analyze`` of ``bench.noop`` (httpx, one keep-alive client).
+
+Each is a durable job. It prints calls/s and p50 per mode and the REST/MCP ratio of calls/s
+(target: MCP within 2x of REST). The server is pinned to one CPU and this load generator to
+another when ``taskset`` and two CPUs are there. Every phase is bounded in time and in count;
+the server runs on a loopback port and is killed at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from overhead import _kill_all, start_bench_server  # bench/ is sys.path[0] for a script
+
+CONCURRENCY = 8
+MAX_CALLS = 20_000  # per phase, beside the time bound
+WARMUP_S = 0.5
+TARGET_RATIO = 2.0
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Phase:
+    name: str
+    concurrency: int
+    calls: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+
+async def _drive(
+    name: str,
+    concurrency: int,
+    seconds: float,
+    make_caller: Callable[[], Awaitable[tuple[Callable[[], Awaitable[None]], Any]]],
+) -> Phase:
+    """``concurrency`` callers, each calling in a loop until the time or count runs out."""
+    callers = [await make_caller() for _ in range(concurrency)]
+    latencies: list[float] = []
+    count = 0
+
+    async def loop(call: Callable[[], Awaitable[None]], until: float, record: bool) -> None:
+        nonlocal count
+        while time.monotonic() < until and count < MAX_CALLS:
+            started = time.perf_counter()
+            await call()
+            if record:
+                latencies.append((time.perf_counter() - started) * 1000)
+                count += 1
+
+    try:
+        warm = time.monotonic() + WARMUP_S
+        await asyncio.gather(*(loop(call, warm, False) for call, _ in callers))
+        started = time.monotonic()
+        await asyncio.gather(*(loop(call, started + seconds, True) for call, _ in callers))
+        elapsed = time.monotonic() - started
+    finally:
+        for _, closer in reversed(callers):  # LIFO: anyio cancel scopes nest
+            await closer()
+    return Phase(name, concurrency, count, elapsed, latencies)
+
+
+async def mcp_phase(url: str, concurrency: int, seconds: float) -> Phase:
+    from contextlib import AsyncExitStack
+
+    async def make() -> tuple[Callable[[], Awaitable[None]], Any]:
+        stack = AsyncExitStack()
+        read, write, _ = await stack.enter_async_context(streamable_http_client(f"{url}/mcp"))
+        session = await stack.enter_async_context(ClientSession(read, write))
+        await session.initialize()
+
+        async def call() -> None:
+            result = await session.call_tool("bench_noop", {})
+            if result.isError:
+                raise RuntimeError(f"MCP call failed: {result.content}")
+
+        return call, stack.aclose
+
+    return await _drive(f"MCP tools/call (c={concurrency})", concurrency, seconds, make)
+
+
+async def rest_phase(url: str, concurrency: int, seconds: float) -> Phase:
+    client = httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64))
+    body = {"plugin": "bench", "tool": "noop", "inputs": {}}
+
+    async def make() -> tuple[Callable[[], Awaitable[None]], Any]:
+        async def call() -> None:
+            response = await client.post("/v1/analyze", json=body)
+            if response.status_code != 200:
+                raise RuntimeError(f"REST call failed: {response.status_code} {response.text}")
+
+        async def nothing() -> None:
+            return None
+
+        return call, nothing
+
+    try:
+        return await _drive(f"POST /v1/analyze (c={concurrency})", concurrency, seconds, make)
+    finally:
+        await client.aclose()
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the benchmark server did not become ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per phase")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs with taskset")
+    args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = not args.no_pin and len(cpus) >= 2 and shutil.which("taskset") is not None
+    server_cpu = cpus[0] if pin else None
+    if pin:
+        os.sched_setaffinity(0, {cpus[1]})
+    atexit.register(_kill_all)
+    workdir = Path(tempfile.mkdtemp(prefix="lensforge-bench-mcp-"))
+    server = start_bench_server("lensforge", server_cpu, workdir, db_dir=workdir)
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        try:
+            _wait_ready(url)
+        except SystemExit:
+            print(server.log_tail(), file=sys.stderr)
+            raise
+        phases: list[Phase] = []
+        for concurrency in (1, CONCURRENCY):
+            phases.append(asyncio.run(rest_phase(url, concurrency, args.seconds)))
+            phases.append(asyncio.run(mcp_phase(url, concurrency, args.seconds)))
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    where = f"server on CPU {server_cpu}, client on CPU {cpus[1]}" if pin else "no CPU pinning"
+    print(f"\nLensForge MCP vs REST, no-op tool, {args.seconds:g} s per phase ({where})\n")
+    print(f"{'mode':<32} {'calls':>7} {'calls/s':>9} {'p50 ms':>8}")
+    for phase in phases:
+        print(f"{phase.name:<32} {phase.calls:>7} {phase.rate:>9.1f} {phase.p50:>8.2f}")
+    print()
+    worst = 0.0
+    for rest, mcp in zip(phases[::2], phases[1::2], strict=True):
+        ratio = rest.rate / mcp.rate if mcp.rate else float("inf")
+        worst = max(worst, ratio)
+        print(
+            f"concurrency {rest.concurrency}: REST/MCP calls/s = {ratio:.2f}x "
+            f"(p50 {rest.p50:.2f} ms vs {mcp.p50:.2f} ms)"
+        )
+    verdict = "met" if worst <= TARGET_RATIO else "MISSED"
+    print(f"target: MCP within {TARGET_RATIO:g}x of REST: {verdict}")
+    return 0 if worst <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""A test plugin whose tool produces an image (an ``ImageArtifact``), for MCP image results."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from lensforge import ImageArtifact, Plugin, tool
+
+
+class Drawn(BaseModel):
+    image: ImageArtifact
+    note: str
+
+
+class Drawing(Plugin):
+    """Draws images."""
+
+    name = "drawing"
+    version = "0.0.1"
+
+    @tool
+    def square(self, size: int = 16, big: bool = False) -> Drawn:
+        """A red square (``big``: a noisy 1200 px square, larger than MCP inlines)."""
+        from PIL import Image as PILImage
+
+        if big:
+            image = PILImage.effect_noise((1200, 1200), 80).convert("RGB")
+        else:
+            image = PILImage.new("RGB", (size, size), (220, 20, 20))
+        return Drawn(image=ImageArtifact.from_pil(image), note="square")
+
+    @tool
+    def numbers(self, count: int = 3) -> list[int]:
+        """A list (an output schema that is not an object)."""
+        return list(range(count))
