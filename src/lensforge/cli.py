@@ -14,7 +14,7 @@ from rich.table import Table
 
 from lensforge import cli_remote
 from lensforge.cli_keys import keys_app
-from lensforge.errors import LensForgeError, from_envelope
+from lensforge.errors import LensForgeError, ValidationError, from_envelope
 from lensforge.settings import Settings
 
 app = typer.Typer(
@@ -153,7 +153,7 @@ def run(
 
     try:
         if image is not None and not image.is_file():
-            raise LensForgeError(f"No such file: {image}")
+            raise ValidationError(f"No such file: {image}")
         answer = asyncio.run(go())
     except LensForgeError as exc:
         envelope = exc.envelope()

@@ -54,9 +54,16 @@ class PluginRecord:
         return self.state
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent package is missing
+        return False
+
+
 def missing_dependencies(plugin_cls: type[Plugin]) -> str | None:
     """Why the plugin cannot run here (a missing package or binary), or None."""
-    missing = [pkg for pkg in plugin_cls.requires_packages if importlib.util.find_spec(pkg) is None]
+    missing = [pkg for pkg in plugin_cls.requires_packages if not _importable(pkg)]
     missing_bins = [b for b in plugin_cls.requires_binaries if shutil.which(b) is None]
     if not missing and not missing_bins:
         return None

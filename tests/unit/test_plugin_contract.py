@@ -197,6 +197,17 @@ def test_schema_tool_keeps_its_schema_and_marks_media() -> None:
     assert spec.description == "Ported from a JSON Schema system."
 
 
+class Unstorable(Plugin):
+    """Returns a valid result that the job store cannot serialize."""
+
+    name = "unstorable"
+
+    @tool
+    def huge(self) -> int:
+        """An integer past 64 bits."""
+        return 2**70
+
+
 # -- registration is validated and all-or-nothing ---------------------------------------------
 
 
@@ -427,6 +438,21 @@ def test_missing_package_makes_the_plugin_unavailable() -> None:
     assert registry.get("needs_package").state is PluginState.UNAVAILABLE
 
 
+def test_missing_dotted_package_makes_the_plugin_unavailable() -> None:
+    class NeedsSubmodule(Plugin):
+        name = "needs_submodule"
+        requires_packages = (f"{MISSING_PACKAGE}.sub",)
+
+        @tool
+        def go(self) -> dict[str, bool]:
+            """Never runs here."""
+            return {"ran": True}
+
+    record = Registry().register(NeedsSubmodule)
+    assert record.state is PluginState.UNAVAILABLE
+    assert MISSING_PACKAGE in (record.reason or "")
+
+
 def test_missing_binary_makes_the_plugin_unavailable() -> None:
     record = Registry().register(NeedsBinary)
     assert record.state is PluginState.UNAVAILABLE
@@ -448,7 +474,7 @@ def test_setup_raising_fails_the_plugin() -> None:
         registry.check_available("broken_setup")
 
 
-LIFECYCLE_PLUGINS = [*TEST_PLUGINS, Typed, NeedsPackage, NeedsBinary, BrokenSetup]
+LIFECYCLE_PLUGINS = [*TEST_PLUGINS, Typed, Unstorable, NeedsPackage, NeedsBinary, BrokenSetup]
 
 
 @pytest.fixture(scope="module")
@@ -525,6 +551,23 @@ def test_a_tool_with_a_scalar_result_runs_through_the_server(
     assert job["status"] == "SUCCESS", job
     assert lifecycle_client.get(f"/v1/jobs/{job_id}/result").json()["result"] == 3
     assert lifecycle_client.get("/v1/jobs", params={"plugin": "typed"}).status_code == 200
+
+
+def test_a_result_the_store_cannot_hold_fails_the_job_at_once(
+    lifecycle_client: TestClient,
+) -> None:
+    submitted = lifecycle_client.post("/v1/jobs", json={"plugin": "unstorable"})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["job_id"]
+    deadline = time.monotonic() + 3  # its lease (30 s) must not be what ends it
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = lifecycle_client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in {"SUCCESS", "FAILED", "CANCELLED"}:
+            break
+        time.sleep(0.05)
+    assert job["status"] in {"SUCCESS", "FAILED"}, job
+    assert job["attempts"] == 1
 
 
 # -- discovery is not enablement --------------------------------------------------------------

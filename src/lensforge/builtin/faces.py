@@ -30,7 +30,7 @@ from lensforge.results import Box, Detection, ImageArtifact
 if TYPE_CHECKING:
     import numpy as np
 
-MAX_SIDE = 1280
+MAX_SIDE = 1024
 HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
 HAAR_NEIGHBOURS = 4  # raw detections a Haar box needs; its score is n / (n + 4)
 CENTERFACE_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks

@@ -150,7 +150,7 @@ class OcrPlugin(Plugin):
     name = "ocr"
     version = "1.0.0"
     requires_packages = ("tesserocr",)
-    install_hint = f"{INSTALL_COMMAND} && pip install 'tesserocr>=2.7,<3'"
+    install_hint = f"{INSTALL_COMMAND} && pip install 'tesserocr>=2.13,<3'"
 
     def setup(self) -> None:
         tessdata = find_tessdata()

@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from lensforge.errors import Conflict, IllegalTransition, JobNotFound, RateLimited, WorkerLost
+from lensforge.errors import (
+    Conflict,
+    IllegalTransition,
+    InternalError,
+    JobNotFound,
+    RateLimited,
+    WorkerLost,
+)
 from lensforge.execution.executors import CallControl
 from lensforge.execution.plugins import PluginExecutionService, Verdict
 from lensforge.store import TERMINAL, Event, JobRecord, JobStore, NewJob, Status
@@ -434,9 +441,26 @@ class JobExecutionService:
             log.exception(
                 "job %s could not be finished", job.id, extra={"event": "job_finish_failed"}
             )
+            await self._fail_internal(job)
         finally:
             self._running.pop(job.id, None)
             self._wake.set()
+
+    async def _fail_internal(self, job: JobRecord) -> None:
+        """A job whose outcome could not be stored fails now, rather than via lease expiry."""
+        envelope = InternalError(
+            "The job's outcome could not be recorded; the server log has the details.",
+            plugin=job.plugin,
+            tool=job.tool,
+            job_id=job.id,
+        ).envelope()
+        verdict = Verdict(
+            Status.FAILED, {"error": envelope, "finished_at": time.time()}, "internal"
+        )
+        try:
+            await self._apply(job, verdict, owned_by=self.worker_id)
+        except Exception:
+            log.exception("job %s could not be failed either", job.id)
 
     def _progress_callback(self, running: _Running) -> Callable[[float, str | None], None]:
         loop = asyncio.get_running_loop()

@@ -14,6 +14,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+import pydantic
 from pydantic import BaseModel
 
 from lensforge.blobs import BlobStore
@@ -87,7 +89,7 @@ class ToolRunner:
             for artifact in iter_artifacts(raw):
                 if artifact.data is not None:
                     self.blobs.put(artifact.data)
-            outcome.result = self._check_output(spec, raw)
+            outcome.result = self._check_storable(self._check_output(spec, raw))
         except LensForgeError as exc:
             outcome.error = exc.bind(
                 plugin=call.plugin, tool=call.tool, job_id=call.job_id
@@ -172,13 +174,30 @@ class ToolRunner:
         try:
             value = spec.output_adapter.validate_python(raw)
             return spec.output_adapter.dump_python(value, mode="json")
-        except Exception as exc:
-            message = str(exc).splitlines()
-            detail = "; ".join(line.strip() for line in message[:6])
+        except pydantic.ValidationError as exc:
+            problems = exc.errors(include_url=False, include_input=False)
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(result)'}: {e['msg']}"
+                for e in problems[:6]
+            )
+        except Exception as exc:  # not serialisable as JSON, for instance
+            detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+        raise PluginError(
+            f"The tool's output breaks its output schema: {detail}",
+            details={"violation": detail},
+        )
+
+    @staticmethod
+    def _check_storable(result: Any) -> Any:
+        """Results are stored and served as JSON: refuse what JSON tools cannot carry."""
+        try:
+            orjson.dumps(result)
+        except TypeError as exc:  # e.g. an integer beyond 64 bits, a non-string key
             raise PluginError(
-                f"The tool's output breaks its output schema: {detail}",
-                details={"violation": detail},
+                f"The tool's result cannot be stored as JSON: {exc}",
+                details={"violation": str(exc)},
             ) from None
+        return result
 
 
 __all__ = ["Outcome", "ToolCall", "ToolRunner"]

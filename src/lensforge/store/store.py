@@ -7,6 +7,7 @@ zero rows updated is :class:`~lensforge.errors.IllegalTransition`, never a silen
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -115,7 +116,10 @@ class NewJob:
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson stops at 64-bit integers; JSON itself does not
+        return json.dumps(value)
 
 
 def _json_loads(value: Any) -> Any:
@@ -368,8 +372,10 @@ class JobStore:
     ) -> list[JobRecord]:
         now = time.time()
         if job_ids:
-            query = _CLAIMABLE.where(jobs.c.id.in_(job_ids))
-            rows = tx.rows(self._lockable(query), {"now": now, "limit": limit}, cache=False)
+            names = [f"id_{i}" for i in range(len(job_ids))]
+            query = _CLAIMABLE.where(jobs.c.id.in_([bindparam(name) for name in names]))
+            params = {"now": now, "limit": limit, **dict(zip(names, job_ids, strict=True))}
+            rows = tx.rows(self._lockable(query), params, cache=False)
         else:
             rows = tx.rows(self._claim_query, {"now": now, "limit": limit})
         claimed = []
@@ -582,13 +588,14 @@ class _Tx:
         if not rows:
             return []
         names = [column[0] for column in self.cursor.description]
-        return [_record(dict(zip(names, row, strict=True))) for row in rows]
+        decode = self.store.is_sqlite  # SQLite returns JSON as text; psycopg decodes it
+        return [_record(dict(zip(names, row, strict=True)), decode) for row in rows]
 
 
-def _record(data: dict[str, Any]) -> JobRecord:
+def _record(data: dict[str, Any], decode_json: bool) -> JobRecord:
     for column in _JSON_COLUMNS:
-        if isinstance(data[column], str | bytes):
-            data[column] = orjson.loads(data[column])
+        if decode_json:
+            data[column] = _json_loads(data[column])
     data["status"] = Status(data["status"])
     data["cancel_requested"] = bool(data["cancel_requested"])
     return JobRecord(**data)

@@ -1,0 +1,1 @@
+"""Security suite: auth, tenant isolation, safe defaults, hostile input, leaks, audit."""

@@ -1,0 +1,256 @@
+"""ForgeSyte's /v1/analyze-execution routes: the same shapes, served by the same services."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lensforge.api import create_app
+from lensforge.settings import Settings
+from tests.conftest import TEST_PLUGINS
+from tests.support import png
+
+BASE = "/v1/analyze-execution"
+JOB_KEYS = {"id", "plugin", "status", "created_at", "updated_at"}
+RESULT_KEYS = {"job_id", "plugin", "status", "result", "error", "created_at", "completed_at"}
+LEGACY_TERMINAL = {"done", "error", "cancelled"}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One real app (lifespan, default executor) shared by this module's tests, for speed."""
+    root = tmp_path_factory.mktemp("compat")
+    shared = Settings(
+        database_url=f"sqlite:///{root / 'lensforge.db'}",
+        data_dir=root / "data",
+        workers=2,
+        poll_interval_s=0.05,
+    )
+    with TestClient(create_app(shared, extra_plugins=TEST_PLUGINS)) as test_client:
+        yield test_client
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def truncated_png() -> bytes:
+    data = png(64, 64)
+    return data[: len(data) - 70]
+
+
+def submit_async(client: TestClient, **body: Any) -> str:
+    response = client.post(f"{BASE}/async", json=body)
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == {"job_id"}
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+def wait_legacy(
+    client: TestClient, job_id: str, statuses: set[str] = LEGACY_TERMINAL, timeout_s: float = 15
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"{BASE}/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job = response.json()["job"]
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
+
+
+def sleeping_job(client: TestClient, seconds: float = 5) -> str:
+    """A long job, submitted through the native API (no compat tool takes this long)."""
+    response = client.post(
+        "/v1/jobs", json={"plugin": "testing", "tool": "sleep", "inputs": {"seconds": seconds}}
+    )
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+# -- synchronous execution ---------------------------------------------------------------------
+
+
+def test_execute_returns_the_result(client: TestClient) -> None:
+    response = client.post(BASE, json={"plugin": "image", "image": b64(png(40, 30))})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"plugin", "job_id", "status", "result"}
+    assert (body["plugin"], body["status"]) == ("image", "done")
+    assert (body["result"]["width"], body["result"]["height"]) == (40, 30)
+    assert client.get(f"/v1/jobs/{body['job_id']}").json()["status"] == "SUCCESS"
+
+
+def test_execute_with_a_tool_name_and_mime_type(client: TestClient) -> None:
+    body = {"plugin": "testing", "tool_name": "size", "image": b64(png(5, 6))}
+    response = client.post(BASE, json={**body, "mime_type": "image/jpeg"})  # ignored: sniffed
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == {"width": 5, "height": 6}
+    assert response.json()["plugin"] == "testing"
+
+
+def test_execute_unknown_plugin(client: TestClient) -> None:
+    response = client.post(BASE, json={"plugin": "nope", "image": b64(png())})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail["type"] == "plugin_not_found"
+    assert isinstance(detail["message"], str) and detail["message"]
+    assert set(response.json()) == {"detail"}
+
+
+def test_execute_without_a_plugin_uses_default_which_does_not_exist(client: TestClient) -> None:
+    response = client.post(BASE, json={"image": b64(png())})
+    assert response.status_code == 400
+    assert response.json()["detail"]["type"] == "plugin_not_found"
+
+
+def test_execute_unknown_tool(client: TestClient) -> None:
+    response = client.post(BASE, json={"plugin": "image", "tool_name": "nope", "image": b64(png())})
+    assert response.status_code == 400
+    assert response.json()["detail"]["message"]
+
+
+def test_execute_failed_job_reports_its_error(client: TestClient) -> None:
+    response = client.post(BASE, json={"plugin": "image", "image": b64(truncated_png())})
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert detail["type"] == "execution_error"
+    assert "truncated" in detail["message"]
+
+
+def test_execute_invalid_base64(client: TestClient) -> None:
+    response = client.post(BASE, json={"plugin": "image", "image": "%%%"})
+    assert response.status_code == 400
+    assert response.json()["detail"]["message"]
+
+
+# -- async execution and jobs ------------------------------------------------------------------
+
+
+def test_async_job_really_runs(client: TestClient) -> None:
+    job_id = submit_async(client, plugin="image", image=b64(png(9, 4)))
+    job = wait_legacy(client, job_id)
+    assert job["status"] == "done"
+    assert set(job) == JOB_KEYS
+    assert (job["id"], job["plugin"]) == (job_id, "image")
+    assert job["created_at"] <= job["updated_at"]
+    response = client.get(f"{BASE}/jobs/{job_id}")
+    assert set(response.json()) == {"job"}
+
+
+def test_async_unknown_plugin(client: TestClient) -> None:
+    response = client.post(f"{BASE}/async", json={"plugin": "nope", "image": b64(png())})
+    assert response.status_code == 400
+    assert response.json()["detail"]["type"] == "plugin_not_found"
+
+
+def test_unknown_job(client: TestClient) -> None:
+    missing = "00000000-0000-7000-8000-000000000000"
+    for response in (
+        client.get(f"{BASE}/jobs/{missing}"),
+        client.get(f"{BASE}/jobs/{missing}/result"),
+        client.delete(f"{BASE}/jobs/{missing}"),
+    ):
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Job not found"}
+
+
+def test_result_of_a_done_job(client: TestClient) -> None:
+    job_id = submit_async(client, plugin="image", image=b64(png(3, 2)))
+    wait_legacy(client, job_id)
+    response = client.get(f"{BASE}/jobs/{job_id}/result")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == RESULT_KEYS
+    assert (body["job_id"], body["plugin"], body["status"]) == (job_id, "image", "done")
+    assert (body["result"]["width"], body["result"]["height"]) == (3, 2)
+    assert body["error"] is None
+    assert body["completed_at"] is not None
+    assert body["created_at"] <= body["completed_at"]
+
+
+def test_result_while_queued_or_running_is_409(client: TestClient) -> None:
+    job_id = sleeping_job(client, seconds=3)
+    response = client.get(f"{BASE}/jobs/{job_id}/result")
+    assert response.status_code == 409
+    assert "not ready" in response.json()["detail"]
+    assert client.get(f"{BASE}/jobs/{job_id}").json()["job"]["status"] in {"queued", "running"}
+    client.post(f"/v1/jobs/{job_id}/cancel")
+
+
+def test_failed_job_result_carries_its_error(client: TestClient) -> None:
+    job_id = submit_async(client, plugin="image", image=b64(truncated_png()))
+    job = wait_legacy(client, job_id)
+    assert job["status"] == "error"
+    body = client.get(f"{BASE}/jobs/{job_id}/result").json()
+    assert set(body) == RESULT_KEYS
+    assert body["status"] == "error"
+    assert body["result"] is None
+    assert isinstance(body["error"], str) and "truncated" in body["error"]
+    assert "Traceback" not in str(body)
+
+
+def test_list_filters_newest_first_with_count(client: TestClient) -> None:
+    first = submit_async(client, plugin="image", image=b64(png(2, 2)))
+    second = submit_async(client, plugin="testing", tool_name="size", image=b64(png(2, 2)))
+    third = submit_async(client, plugin="image", image=b64(png(4, 4)))
+    for job_id in (first, second, third):
+        wait_legacy(client, job_id)
+    response = client.get(f"{BASE}/jobs", params={"plugin": "image"})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"jobs", "count"}
+    assert body["count"] == len(body["jobs"])
+    ids = [job["id"] for job in body["jobs"]]
+    assert ids.index(third) < ids.index(first)
+    assert second not in ids
+    assert all(job["plugin"] == "image" for job in body["jobs"])
+    assert all(set(job) == JOB_KEYS for job in body["jobs"])
+    created = [job["created_at"] for job in body["jobs"]]
+    assert created == sorted(created, reverse=True)
+    done = client.get(f"{BASE}/jobs", params={"status_filter": "done", "plugin": "testing"}).json()
+    assert second in [job["id"] for job in done["jobs"]]
+    assert all(job["status"] == "done" for job in done["jobs"])
+    limited = client.get(f"{BASE}/jobs", params={"limit": 1}).json()
+    assert limited["count"] == 1
+
+
+def test_list_by_error_status(client: TestClient) -> None:
+    job_id = submit_async(client, plugin="image", image=b64(truncated_png()))
+    wait_legacy(client, job_id)
+    errors = client.get(f"{BASE}/jobs", params={"status_filter": "error"}).json()
+    assert job_id in [job["id"] for job in errors["jobs"]]
+    assert all(job["status"] == "error" for job in errors["jobs"])
+
+
+def test_list_with_an_unknown_status_is_empty(client: TestClient) -> None:
+    assert client.get(f"{BASE}/jobs", params={"status_filter": "weird"}).json() == {
+        "jobs": [],
+        "count": 0,
+    }
+
+
+def test_delete_cancels_a_running_job(client: TestClient) -> None:
+    job_id = sleeping_job(client)
+    response = client.delete(f"{BASE}/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"job_id": job_id, "status": "cancelled", "cancelled": True}
+    job = wait_legacy(client, job_id, timeout_s=5)
+    assert job["status"] == "cancelled"
+
+
+def test_delete_of_a_finished_job_is_409(client: TestClient) -> None:
+    done = client.post(BASE, json={"plugin": "image", "image": b64(png())}).json()
+    response = client.delete(f"{BASE}/jobs/{done['job_id']}")
+    assert response.status_code == 409
+    assert "detail" in response.json()
+    assert client.get(f"{BASE}/jobs/{done['job_id']}").json()["job"]["status"] == "done"
