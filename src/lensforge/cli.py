@@ -178,6 +178,7 @@ def plugins(
     from lensforge.wiring import build_registry
 
     registry = build_registry(_settings())
+    registry.initialize()  # run each setup() here, as a worker would, to report the real state
     manifests = [registry.manifest(name) for name in registry.names()]
     if as_json:
         print(json.dumps({"plugins": manifests, "load_errors": registry.load_errors}))

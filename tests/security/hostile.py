@@ -137,6 +137,11 @@ class Hostile:
     kind: str = "upload"  # "upload": multipart image; "json": a raw JSON body
     note: str = ""
 
+    @property
+    def admitted(self) -> bool:
+        """Whether it passes the front door, so a job row is created (and then run)."""
+        return self.status == 200 or self.name == "truncated JPEG"
+
 
 HOSTILE: tuple[Hostile, ...] = (
     Hostile(
