@@ -39,7 +39,7 @@ test: system-deps $(VENV)/.installed-test
 system-deps:
 	@bash scripts/system-deps.sh
 
-bench: $(VENV)/.installed-test
+bench: system-deps $(VENV)/.installed-test
 	$(BIN)/python bench/overhead.py
 
 clean:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # System packages LensForge uses: Tesseract (OCR plugin), DejaVu fonts (test images),
-# PostgreSQL (the store's second backend, started by the tests).
+# PostgreSQL (the store's second backend, started by the tests), wrk (bench/overhead.py).
 # As root with apt-get they are installed; otherwise the one command to run is printed.
 set -euo pipefail
-PACKAGES=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core postgresql)
+PACKAGES=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core postgresql wrk)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -214,7 +214,7 @@ def _check_bind(settings: Settings, insecure: bool) -> None:
     store = JobStore(settings.database_url)
     try:
         store.migrate()
-        has_keys = KeyStore(store.engine).enabled()
+        has_keys = any(key.revoked_at is None for key in KeyStore(store.engine).list())
     finally:
         store.close()
     if has_keys:

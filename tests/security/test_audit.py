@@ -66,9 +66,8 @@ def test_denied_requests_are_audited(secure: Secure) -> None:
     denied = audit(secure, "&event=auth_denied")
     assert len(denied) >= 2
     assert all(e["key_id"] is None for e in denied)
-    assert {"method": "GET", "route": "/v1/jobs", "reason": "no key"}.items() <= denied[0][
-        "detail"
-    ].items()
+    reasons = {e["detail"]["reason"] for e in denied if e["detail"]["route"] == "/v1/jobs"}
+    assert reasons == {"no key", "invalid key"}
     forbidden = audit(secure, "&event=auth_forbidden")
     by_key = {(e["key_id"], e["detail"]["route"]) for e in forbidden}
     assert (secure.alice.key_id, "/v1/keys") in by_key
@@ -106,23 +105,11 @@ def test_the_audit_trail_is_newest_first_and_pages(secure: Secure) -> None:
     assert all(e["at"].endswith("Z") for e in first["events"] + second["events"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GET /v1/audit?cursor=<int above 2**63-1> is a 500 (OverflowError binding "
-    "the cursor in SQLite): api/routes/admin.py audit() declares Query(ge=0) with no upper "
-    "bound; found by schemathesis",
-)
 def test_an_out_of_range_audit_cursor_is_a_4xx(shared: Secure) -> None:
     response = shared.client.get(f"/v1/audit?cursor={2**63}", **shared.admin.kw)
     assert 400 <= response.status_code < 500, response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: every auth_denied event says reason='no key' (api/auth.py authorize), even "
-    "when a key was sent but is wrong, revoked or malformed: failed guesses at a key are "
-    "indistinguishable from anonymous calls in the audit trail",
-)
 def test_a_wrong_key_is_audited_as_such(secure: Secure) -> None:
     secure.client.get("/v1/jobs", headers={"X-API-Key": secure.alice.secret[:-1] + "?"})
     denied = audit(secure, "&event=auth_denied")[0]

@@ -277,13 +277,6 @@ def test_matrix_the_one_required_scope_is_enough(fx: Fixtures, route: tuple[str,
     assert_allowed(fx, route, minimal_tenant(fx.secure, ROUTE_SCOPES[route]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: authentication is a FastAPI dependency, and FastAPI reads and JSON-decodes a "
-    "model body before it runs dependencies: on POST /v1/keys, /v1/analyze-execution and "
-    "/v1/analyze-execution/async a malformed body without a key gets 422/400, not 401 "
-    "(found by schemathesis; api/app.py dependencies=[Depends(authenticate)])",
-)
 @pytest.mark.parametrize("body", [b"{", b"\xff\xfe", b'{"name": '], ids=["open", "utf8", "cut"])
 @pytest.mark.parametrize(
     "path", ["/v1/keys", "/v1/analyze-execution", "/v1/analyze-execution/async"]

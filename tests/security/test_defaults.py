@@ -114,13 +114,6 @@ def test_a_revoked_key_does_not_count(served: list[dict[str, Any]], tmp_path: Pa
     assert result.exit_code == 2 and served == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: auth is on only while an unrevoked key exists (security/keys.py "
-    "KeyStore.enabled), so revoking the last key at runtime silently turns a server "
-    "bound to a non-loopback address into an open one (every caller becomes the local "
-    "admin); the start-up refusal in cli._check_bind is bypassed",
-)
 def test_revoking_the_last_key_does_not_open_an_exposed_server(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, host="0.0.0.0")
     app = create_app(settings, extra_plugins=PLUGINS)

@@ -144,12 +144,6 @@ def test_a_blob_reference_must_name_ones_own_blob(shared: Secure) -> None:
     assert size_by_reference(shared, shared.admin, f"sha256:{digest}").status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: submit's ownership check (execution/jobs.py blob_refs) only sees the exact "
-    "form 'sha256:<lowercase hex>', while parse_digest accepts bare, upper-case or padded "
-    "digests: another tenant's blob is usable (and its existence observable) in those forms",
-)
 @pytest.mark.parametrize("form", ["bare", "bare-upper", "prefix-upper", "padded"])
 def test_a_blob_reference_in_any_accepted_spelling_must_name_ones_own_blob(
     shared: Secure, form: str

@@ -97,13 +97,6 @@ def test_a_streamed_100_mb_body_is_cut_off_at_the_cap(
     record_figure(f"streamed_100mb_{path}_{content_type.split(';')[0]}_pulled", answer.consumed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on routes whose body FastAPI parses into a model (/v1/analyze-execution, "
-    "/v1/analyze-execution/async, POST /v1/keys), the PayloadTooLarge raised by "
-    "BodyLimitMiddleware's receive() is caught by FastAPI's body parsing and turned into "
-    "400 'There was an error parsing the body' (api/errors.py BodyLimitMiddleware)",
-)
 @pytest.mark.parametrize(
     "path", ["/v1/analyze-execution", "/v1/analyze-execution/async", "/v1/keys"]
 )
@@ -268,11 +261,6 @@ def test_strings_longer_than_the_cap_are_422(capped: Secure) -> None:
     assert_envelope(echo, 422, "validation_error")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the string-length cap skips object keys (execution/analysis.py "
-    "_check_shape walks dict values only), so a key of any length up to the body cap passes",
-)
 def test_object_keys_longer_than_the_cap_are_422(capped: Secure) -> None:
     assert_envelope(count(capped, {"k" * 5000: 1}), 422, "validation_error")
 

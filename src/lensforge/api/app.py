@@ -6,12 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from lensforge import __version__
-from lensforge.api.auth import GuardedEndpoint, authenticate
+from lensforge.api.auth import AuthMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.mcp import MCPEndpoint
 from lensforge.api.routes import admin, analyze, blobs, compat, jobs, plugins, system
@@ -54,15 +54,12 @@ def create_app(
         version=__version__,
         description="Runs vision-analysis plugins as governed, durable jobs.",
         lifespan=lifespan,
-        dependencies=[Depends(authenticate)],  # every route: see lensforge.api.auth
     )
     install_error_handlers(app)
     for module in (system, plugins, analyze, jobs, blobs, admin, compat):
         app.include_router(module.router)
     # MCP over streamable HTTP (docs/mcp.md), served by the same services.
-    app.router.routes.append(
-        Route("/mcp", endpoint=GuardedEndpoint(mcp, "/mcp"), methods=["GET", "POST", "DELETE"])
-    )
+    app.router.routes.append(Route("/mcp", endpoint=mcp, methods=["GET", "POST", "DELETE"]))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -71,5 +68,6 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
         )
+    app.add_middleware(AuthMiddleware)  # every route and /mcp: see lensforge.api.auth
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

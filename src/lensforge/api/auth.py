@@ -1,22 +1,23 @@
 """Who may call what, decided in one place.
 
 Every route's required scope is in :data:`ROUTE_SCOPES`; a route missing from it is refused
-to all but admins. The FastAPI dependency :func:`authenticate` (installed on the whole app)
-and :class:`GuardedEndpoint` (for the ASGI endpoints mounted beside it, such as ``/mcp``) both
-call :func:`authorize`. Auth is on whenever an unrevoked API key exists.
+to all but admins. :class:`AuthMiddleware` applies it to every request, API routes and
+``/mcp`` alike, before the route runs. Auth is on as soon as an API key has been created
+(revoking every key does not turn it off again).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable, Iterator
+from typing import Any, Final
 
-from fastapi import Request
 from starlette.datastructures import Headers
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lensforge.api.responses import error_response
 from lensforge.errors import Forbidden, LensForgeError, RateLimited, Unauthorized
-from lensforge.security.keys import LOCAL_USER, Caller
+from lensforge.security.keys import LOCAL_USER, Caller, key_id
 from lensforge.wiring import Services
 
 PUBLIC: Final = "public"
@@ -51,7 +52,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/mcp"): "analyze",
     ("DELETE", "/mcp"): "analyze",
 }
-# FastAPI's own documentation routes (not APIRoutes, so no dependency runs on them).
+# FastAPI's own documentation routes.
 PUBLIC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
@@ -68,7 +69,7 @@ def presented_key(headers: Headers) -> str | None:
 def authorize(services: Services, method: str, route: str, headers: Headers) -> Caller:
     """The caller, if it may call ``method route``; otherwise 401, 403 or 429."""
     method = "GET" if method == "HEAD" else method
-    required = ROUTE_SCOPES.get((method, route), ADMIN)
+    required = PUBLIC if route in PUBLIC_PATHS else ROUTE_SCOPES.get((method, route), ADMIN)
     if required == PUBLIC:
         return LOCAL_USER
     if not services.keys.enabled():
@@ -76,7 +77,14 @@ def authorize(services: Services, method: str, route: str, headers: Headers) -> 
     key = presented_key(headers)
     caller = services.keys.verify(key) if key else None
     if caller is None:
-        services.audit.record("auth_denied", None, method=method, route=route, reason="no key")
+        services.audit.record(
+            "auth_denied",
+            None,  # nobody was authenticated; the id a bad key claims goes in the details
+            method=method,
+            route=route,
+            reason="invalid key" if key else "no key",
+            presented_key_id=key_id(key) if key else None,
+        )
         raise Unauthorized(
             "A valid API key is required: send 'Authorization: Bearer <key>' "
             "(create one with `lensforge keys create`)."
@@ -96,27 +104,50 @@ def authorize(services: Services, method: str, route: str, headers: Headers) -> 
     return caller
 
 
-async def authenticate(request: Request) -> None:
-    """The app-wide dependency: every API route passes through here."""
-    route = request.scope.get("route")
-    path = getattr(route, "path", request.url.path)
-    services: Services = request.app.state.services
-    request.state.caller = authorize(services, request.method, path, request.headers)
+class AuthMiddleware:
+    """Authorizes every HTTP request before any route runs (so before a body is parsed).
 
+    The request's route template is found the way the router finds it, then
+    :func:`authorize` decides; the caller lands in ``request.state.caller``.
+    """
 
-class GuardedEndpoint:
-    """An ASGI endpoint (like ``/mcp``) behind the same authorization as the API routes."""
-
-    def __init__(self, app: ASGIApp, route: str) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.route = route
+        self._routes: list[Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._routes is None:
+            self._routes = list(_flatten(scope["app"].router.routes))
+        route = _route_template(self._routes, scope)
+        if route is None:  # no such route: the router answers 404
+            await self.app(scope, receive, send)
+            return
         services: Services = scope["app"].state.services
         try:
-            caller = authorize(services, scope["method"], self.route, Headers(scope=scope))
+            caller = authorize(services, scope["method"], route, Headers(scope=scope))
         except LensForgeError as exc:
             await error_response(exc, exc.headers or None)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
+
+
+def _flatten(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, looking inside included routers (FastAPI wraps them lazily)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _flatten(included.routes)
+        else:
+            yield route
+
+
+def _route_template(routes: list[Any], scope: Scope) -> str | None:
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            return str(route.path)
+    return None

@@ -105,17 +105,34 @@ class BodyLimitMiddleware:
                     return
                 break
         received = 0
+        exceeded = False
+        answered = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise self._too_large(received)
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            # Once the body passed the cap, whatever the app makes of the error (a route
+            # that parses its body may call it a parsing error) the answer is our 413.
+            nonlocal answered
+            if not exceeded:
+                await send(message)
+            elif not answered:
+                answered = True
+                await self._reject(scope, receive, send, received)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except PayloadTooLarge:
+            if not answered:
+                await self._reject(scope, receive, send, received)
 
     def _too_large(self, size: int) -> PayloadTooLarge:
         return PayloadTooLarge(

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from lensforge.blobs import BlobStore
+from lensforge.blobs import BlobStore, parse_digest
 from lensforge.errors import BlobNotFound, LensForgeError, ValidationError
 from lensforge.execution.jobs import JobExecutionService, blob_refs
 from lensforge.media import MediaLimits, decode_base64, probe
@@ -136,15 +136,14 @@ class AnalysisExecutionService:
                     exc.details.setdefault("field", name)
                     raise
                 inputs[name] = {"blob": self.blobs.put(value)}
-            elif (
-                isinstance(value, dict)
-                and "blob" in value
-                and not self.blobs.exists(str(value["blob"]))
-            ):
-                raise BlobNotFound(
-                    f"Field '{name}' names a blob this server does not hold.",
-                    details={"field": name, "blob": str(value["blob"])[:80]},
-                )
+            elif isinstance(value, dict) and "blob" in value:
+                ref = f"sha256:{parse_digest(str(value['blob']))}"
+                inputs[name] = {"blob": ref}  # one canonical spelling from here on
+                if not self.blobs.exists(ref):
+                    raise BlobNotFound(
+                        f"Field '{name}' names a blob this server does not hold.",
+                        details={"field": name, "blob": str(value["blob"])[:80]},
+                    )
         return inputs
 
     def _check_shape(self, spec: ToolSpec, inputs: dict[str, Any]) -> None:
@@ -158,7 +157,13 @@ class AnalysisExecutionService:
                 )
             if isinstance(value, dict):
                 for key, item in value.items():
-                    walk(item, depth + 1, f"{path}.{key}")
+                    if len(key) > self.max_input_string:
+                        raise ValidationError(
+                            f"A key inside {path} is longer than {self.max_input_string} "
+                            "characters.",
+                            details={"field": path, "max_length": self.max_input_string},
+                        )
+                    walk(item, depth + 1, f"{path}.{key[:64]}")
             elif isinstance(value, list):
                 for index, item in enumerate(value):
                     walk(item, depth + 1, f"{path}[{index}]")

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from lensforge.blobs import parse_digest
 from lensforge.errors import (
     Conflict,
     IllegalTransition,
     InternalError,
     JobNotFound,
+    LensForgeError,
     RateLimited,
     WorkerLost,
 )
@@ -521,8 +523,9 @@ def blob_refs(value: Any) -> list[str]:
     found: list[str] = []
     if isinstance(value, dict):
         ref = value.get("blob")
-        if isinstance(ref, str) and ref.startswith("sha256:") and len(ref) == 71:
-            found.append(ref[7:])
+        if isinstance(ref, str):
+            with contextlib.suppress(LensForgeError):  # not a blob reference
+                found.append(parse_digest(ref))  # every spelling parse_digest accepts
         for item in value.values():
             found.extend(blob_refs(item))
     elif isinstance(value, list):

@@ -63,6 +63,14 @@ class KeyInfo:
         }
 
 
+def key_id(presented: str) -> str | None:
+    """The public id part of a presented key (never its secret), if it looks like one."""
+    parts = presented.strip().split("_", 2)
+    if len(parts) == 3 and parts[0] == "lf" and len(parts[1]) == 12:
+        return parts[1]
+    return None
+
+
 def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
 
@@ -127,14 +135,13 @@ class KeyStore:
         return bool(result.rowcount)
 
     def enabled(self) -> bool:
-        """Auth is on whenever an unrevoked key exists."""
+        """Auth is on once any key has been created; revoking them all keeps it on (a server
+        must not fall open because its last key was revoked)."""
         checked_at, on = self._enabled
-        if time.monotonic() - checked_at < _CACHE_S:
+        if on or time.monotonic() - checked_at < _CACHE_S:
             return on
         with self.engine.connect() as conn:
-            count = conn.execute(
-                select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
-            ).scalar_one()
+            count = conn.execute(select(func.count()).select_from(api_keys)).scalar_one()
         self._enabled = (time.monotonic(), count > 0)
         return count > 0
 

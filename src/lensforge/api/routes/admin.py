@@ -44,7 +44,7 @@ async def revoke_key(key_id: str, services: ServicesDep, caller: CallerDep) -> d
 async def audit(
     services: ServicesDep,
     event: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     events = services.audit.list(event=event, before=cursor, limit=limit)

@@ -26,4 +26,4 @@ async def get_blob(digest: str, services: ServicesDep, caller: CallerDep) -> Fil
         _, media_type = sniff(head)
     except Exception:
         media_type = "application/octet-stream"
-    return FileResponse(path, media_type=media_type)
+    return FileResponse(path, media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
