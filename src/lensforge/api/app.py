@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,7 @@ def create_app(
         services = build_services(settings, extra_plugins=extra_plugins)
         app.state.services = services
         await services.start()
+        gc.freeze()  # start-up objects live forever: keep them out of every GC pass
         log.info(
             "LensForge ready with plugins %s",
             ", ".join(services.registry.names()) or "none",

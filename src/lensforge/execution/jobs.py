@@ -446,7 +446,8 @@ class JobExecutionService:
             await self._fail_internal(job)
         finally:
             self._running.pop(job.id, None)
-            self._wake.set()
+            if self._pending_estimate > 0:  # a freed slot matters only with a backlog;
+                self._wake.set()  # other servers' jobs are found by polling
 
     async def _fail_internal(self, job: JobRecord) -> None:
         """A job whose outcome could not be stored fails now, rather than via lease expiry."""

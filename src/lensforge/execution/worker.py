@@ -13,6 +13,7 @@ the worker exits, so no worker outlives its server.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import queue
@@ -74,6 +75,7 @@ def worker_main(conn: Connection) -> None:
         extra=[import_plugin(path) for path in config.extra_plugins],
     )
     registry.initialize()
+    gc.freeze()  # models and modules loaded by setup() live as long as the worker
     _limit_memory(config.memory_limit_mb)
     runner = ToolRunner(registry, BlobStore(config.blob_dir), config.limits)
     states = {r.name: (r.state.value, r.reason) for r in registry.records()}
