@@ -4,14 +4,13 @@
 
     with Client("http://127.0.0.1:8000") as lf:
         info = lf.analyze("image.info", image="photo.jpg")
-        job = lf.submit("testing.sleep", seconds=2)
+        job = lf.submit("image.quality", image="scan.png")
         for update in job.progress():
             print(update.status, update.progress)
         print(job.result())
 
-Failures raise the same typed errors the server uses (:mod:`lensforge.errors`, rebuilt from
-the error envelope with ``from_envelope``): ``ValidationError``, ``PluginError``,
-``Cancelled``, ``RateLimited``... A server that cannot be reached raises
+Failures raise the server's typed errors (:mod:`lensforge.errors`, rebuilt from the
+envelope): ``ValidationError``, ``PluginError``, ``Cancelled``... An unreachable server raises
 :class:`ConnectionFailed`. The API key comes from ``api_key=`` or ``LENSFORGE_API_KEY`` and
 is sent as ``Authorization: Bearer <key>``; the server URL from ``server=``, or
 ``LENSFORGE_SERVER``, or ``http://127.0.0.1:8000``.

@@ -7,25 +7,19 @@ zero rows updated is :class:`~lensforge.errors.IllegalTransition`, never a silen
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
     bindparam,
     create_engine,
-    event,
     func,
     insert,
     select,
@@ -35,96 +29,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from lensforge.errors import Conflict, IllegalTransition, StoreError
+from lensforge.store.dbapi import Compiled, Tx, json_dumps, json_loads
+from lensforge.store.engine import configure_sqlite, redact_url, store_failed
+from lensforge.store.records import Event, JobRecord, NewJob, new_job_id
 from lensforge.store.tables import Status, blob_owners, job_events, jobs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
-
-
-def new_job_id() -> str:
-    """A UUIDv7-style id: time-ordered, so ids sort by creation for keyset paging."""
-    ns = time.time_ns()
-    ms, sub = divmod(ns, 1_000_000)
-    value = (ms & (2**48 - 1)) << 80
-    value |= 0x7 << 76 | (sub * 4096 // 1_000_000) << 64
-    value |= 0b10 << 62 | secrets.randbits(62)
-    return str(uuid.UUID(int=value))
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    """One job row."""
-
-    id: str
-    plugin: str
-    tool: str
-    status: Status
-    inputs: dict[str, Any]
-    result: Any
-    error: dict[str, Any] | None
-    traceback: str | None
-    attempts: int
-    max_attempts: int
-    progress: float
-    progress_message: str | None
-    owner: str
-    idempotency_key: str | None
-    request_hash: str | None
-    timeout_s: float | None
-    cancel_requested: bool
-    lease_owner: str | None
-    lease_expires_at: float | None
-    not_before: float | None
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
-
-    @classmethod
-    def from_row(cls, row: Any) -> JobRecord:
-        data = dict(row._mapping)
-        data["status"] = Status(data["status"])
-        data["cancel_requested"] = bool(data["cancel_requested"])
-        return cls(**data)
-
-
-_JOB_FIELDS = tuple(f.name for f in fields(JobRecord))
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: int
-    job_id: str
-    from_status: str | None
-    to_status: str
-    at: float
-    worker: str | None
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class NewJob:
-    plugin: str
-    tool: str
-    inputs: dict[str, Any]
-    owner: str = "anonymous"
-    max_attempts: int = 1
-    timeout_s: float | None = None
-    idempotency_key: str | None = None
-    request_hash: str | None = None
-    not_before: float | None = None
-
-
-def _json_dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # orjson stops at 64-bit integers; JSON itself does not
-        return json.dumps(value)
-
-
-def _json_loads(value: Any) -> Any:
-    # SQLite gives JSON columns NUMERIC affinity: a stored scalar such as '3' reads back as 3.
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 class JobStore:
@@ -134,8 +45,8 @@ class JobStore:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         options: dict[str, Any] = {
-            "json_serializer": _json_dumps,
-            "json_deserializer": _json_loads,
+            "json_serializer": json_dumps,
+            "json_deserializer": json_loads,
         }
         if self.is_sqlite:
             options["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -150,10 +61,10 @@ class JobStore:
         try:
             self.engine: Engine = create_engine(url, **options)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreError(f"Cannot open the job store at {_redact(url)}: {exc}") from exc
+            raise StoreError(f"Cannot open the job store at {redact_url(url)}: {exc}") from exc
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
-        self._compiled: dict[int, _Compiled] = {}
+            configure_sqlite(self.engine)
+        self._compiled: dict[int, Compiled] = {}
         self._claim_query = self._lockable(_CLAIMABLE)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -185,7 +96,7 @@ class JobStore:
             with self.engine.begin() as conn:
                 yield conn
         except OperationalError as exc:
-            raise _store_failed(exc) from exc
+            raise store_failed(exc) from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -194,10 +105,10 @@ class JobStore:
                 conn.execution_options(lensforge_read=True)
                 yield conn
         except OperationalError as exc:
-            raise _store_failed(exc) from exc
+            raise store_failed(exc) from exc
 
     @contextmanager
-    def _hot(self) -> Iterator[_Tx]:
+    def _hot(self) -> Iterator[Tx]:
         """A write transaction on the raw DBAPI connection, for the per-job hot path.
 
         Statements are still SQLAlchemy constructs, compiled once for this dialect; running
@@ -209,24 +120,24 @@ class JobStore:
         try:
             raw = self.engine.raw_connection()
         except SQLAlchemyError as exc:
-            raise _store_failed(exc) from exc
+            raise store_failed(exc) from exc
         try:
             cursor = raw.cursor()
             if self.is_sqlite:
                 cursor.execute("BEGIN IMMEDIATE")
-            yield _Tx(self, cursor)
+            yield Tx(self, cursor)
             raw.commit()
         except BaseException as exc:
             raw.rollback()
             if isinstance(exc, dbapi.IntegrityError):
                 raise IntegrityError(None, None, exc) from exc
             if isinstance(exc, dbapi.OperationalError):
-                raise _store_failed(exc) from exc
+                raise store_failed(exc) from exc
             raise
         finally:
             raw.close()
 
-    def _compile(self, statement: Any, cache: bool = True) -> _Compiled:
+    def _compile(self, statement: Any, cache: bool = True) -> Compiled:
         key = id(statement)
         compiled = self._compiled.get(key) if cache else None
         if compiled is None:
@@ -234,7 +145,7 @@ class JobStore:
                 dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True}
             )
             order = tuple(c.positiontup) if c.positional and c.positiontup else None
-            compiled = _Compiled(str(c), order, dict(c.params))
+            compiled = Compiled(str(c), order, dict(c.params))
             if cache:
                 self._compiled[key] = compiled
         return compiled
@@ -368,7 +279,7 @@ class JobStore:
         return updated, claimed
 
     def _claim(
-        self, tx: _Tx, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
+        self, tx: Tx, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
     ) -> list[JobRecord]:
         now = time.time()
         if job_ids:
@@ -429,7 +340,7 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.engine.raw_connection()
         try:
-            rows = _Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})
+            rows = Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})
             raw.commit()
         finally:
             raw.close()
@@ -550,55 +461,6 @@ _CLAIMABLE = (
     .order_by(jobs.c.id)
     .limit(bindparam("limit"))
 )
-_JSON_COLUMNS = ("inputs", "result", "error")
-_JSON_PARAMS = frozenset(_JSON_COLUMNS + tuple(f"v_{name}" for name in _JSON_COLUMNS))
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    sql: str
-    order: tuple[str, ...] | None  # positional parameter names (qmark dialects)
-    defaults: dict[str, Any]  # values of literal binds inside the statement
-
-
-class _Tx:
-    """Runs compiled statements on one DBAPI cursor inside a transaction."""
-
-    def __init__(self, store: JobStore, cursor: Any) -> None:
-        self.store = store
-        self.cursor = cursor
-
-    def run(self, statement: Any, params: dict[str, Any], cache: bool = True) -> None:
-        compiled = self.store._compile(statement, cache)
-        values = {**compiled.defaults, **params}
-        for key in _JSON_PARAMS.intersection(params):
-            if values[key] is not None:
-                values[key] = _json_dumps(values[key])
-        if compiled.order is None:
-            self.cursor.execute(compiled.sql, values)
-        else:
-            self.cursor.execute(compiled.sql, tuple(values[name] for name in compiled.order))
-
-    def rows(self, statement: Any, params: dict[str, Any], cache: bool = True) -> list[Any]:
-        self.run(statement, params, cache)
-        return list(self.cursor.fetchall())
-
-    def records(self, statement: Any, params: dict[str, Any]) -> list[JobRecord]:
-        rows = self.rows(statement, params)
-        if not rows:
-            return []
-        names = [column[0] for column in self.cursor.description]
-        decode = self.store.is_sqlite  # SQLite returns JSON as text; psycopg decodes it
-        return [_record(dict(zip(names, row, strict=True)), decode) for row in rows]
-
-
-def _record(data: dict[str, Any], decode_json: bool) -> JobRecord:
-    for column in _JSON_COLUMNS:
-        if decode_json:
-            data[column] = _json_loads(data[column])
-    data["status"] = Status(data["status"])
-    data["cancel_requested"] = bool(data["cancel_requested"])
-    return JobRecord(**data)
 
 
 _UPDATES: dict[tuple[Any, ...], Any] = {}
@@ -628,7 +490,7 @@ def _update_statement(values: dict[str, Any], fenced: bool) -> Any:
     return statement
 
 
-def _claim_one(tx: _Tx, job_id: str, worker: str, lease_s: float, now: float) -> JobRecord:
+def _claim_one(tx: Tx, job_id: str, worker: str, lease_s: float, now: float) -> JobRecord:
     values = {
         "lease_owner": worker,
         "lease_expires_at": now + lease_s,
@@ -639,7 +501,7 @@ def _claim_one(tx: _Tx, job_id: str, worker: str, lease_s: float, now: float) ->
 
 
 def _transition(
-    tx: _Tx,
+    tx: Tx,
     job_id: str,
     from_status: Status,
     to_status: Status,
@@ -677,40 +539,6 @@ def _transition(
         },
     )
     return updated[0]
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL, and BEGIN IMMEDIATE for writes so concurrent writers queue instead of failing."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get("lensforge_read", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def _store_failed(exc: BaseException) -> StoreError:
-    """A StoreError for callers; the database's own message (it may quote SQL) goes to the log."""
-    log.error("job store failure: %s", exc, extra={"event": "store_failed"})
-    return StoreError("The job store failed; the server log has the details. Try again shortly.")
-
-
-def _redact(url: str) -> str:
-    """A database URL without its password, for messages."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 __all__ = ["Event", "JobRecord", "JobStore", "NewJob", "new_job_id"]

@@ -1,0 +1,46 @@
+"""Engine set-up and error helpers for the job store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event
+
+from lensforge.errors import StoreError
+
+log = logging.getLogger("lensforge.store.store")
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """WAL, and BEGIN IMMEDIATE for writes so concurrent writers queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get("lensforge_read", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def store_failed(exc: BaseException) -> StoreError:
+    """A StoreError for callers; the database's own message (it may quote SQL) goes to the log."""
+    log.error("job store failure: %s", exc, extra={"event": "store_failed"})
+    return StoreError("The job store failed; the server log has the details. Try again shortly.")
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

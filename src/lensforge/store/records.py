@@ -1,0 +1,85 @@
+"""The store's row types: a job, one of its events, and a job to create."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, fields
+from typing import Any
+
+from lensforge.store.tables import Status
+
+
+def new_job_id() -> str:
+    """A UUIDv7-style id: time-ordered, so ids sort by creation for keyset paging."""
+    ns = time.time_ns()
+    ms, sub = divmod(ns, 1_000_000)
+    value = (ms & (2**48 - 1)) << 80
+    value |= 0x7 << 76 | (sub * 4096 // 1_000_000) << 64
+    value |= 0b10 << 62 | secrets.randbits(62)
+    return str(uuid.UUID(int=value))
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job row."""
+
+    id: str
+    plugin: str
+    tool: str
+    status: Status
+    inputs: dict[str, Any]
+    result: Any
+    error: dict[str, Any] | None
+    traceback: str | None
+    attempts: int
+    max_attempts: int
+    progress: float
+    progress_message: str | None
+    owner: str
+    idempotency_key: str | None
+    request_hash: str | None
+    timeout_s: float | None
+    cancel_requested: bool
+    lease_owner: str | None
+    lease_expires_at: float | None
+    not_before: float | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> JobRecord:
+        data = dict(row._mapping)
+        data["status"] = Status(data["status"])
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return cls(**data)
+
+
+_JOB_FIELDS = tuple(f.name for f in fields(JobRecord))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    job_id: str
+    from_status: str | None
+    to_status: str
+    at: float
+    worker: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    plugin: str
+    tool: str
+    inputs: dict[str, Any]
+    owner: str = "anonymous"
+    max_attempts: int = 1
+    timeout_s: float | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    not_before: float | None = None
