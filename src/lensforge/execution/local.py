@@ -78,16 +78,22 @@ class LocalExecutor:
         for task in self._spawning:
             task.cancel()
         await asyncio.gather(*self._spawning, return_exceptions=True)
-        for worker in list(self._workers):
+        loop = asyncio.get_running_loop()
+        workers = list(self._workers)
+        for worker in workers:
             self._kill(worker)
-        await asyncio.to_thread(self._join_all)
+            if worker.alive:  # close here, on the loop, so _on_death cannot close it twice
+                worker.alive = False
+                loop.remove_reader(worker.conn.fileno())
+                worker.conn.close()
+        self._workers.clear()
+        await asyncio.to_thread(self._join, workers)
 
-    def _join_all(self) -> None:
-        for worker in list(self._workers):
+    @staticmethod
+    def _join(workers: list[_Worker]) -> None:
+        for worker in workers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 worker.process.wait(timeout=5)
-            worker.conn.close()
-        self._workers.clear()
 
     def pids(self) -> list[int]:
         """Process ids of the live workers."""
