@@ -30,3 +30,17 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """The real app (lifespan included) over an in-process transport."""
     with TestClient(create_app(settings, extra_plugins=TEST_PLUGINS)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def module_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One real app (lifespan, default executor) shared by a module's tests, for speed."""
+    root = tmp_path_factory.mktemp("module-app")
+    shared = Settings(
+        database_url=f"sqlite:///{root / 'lensforge.db'}",
+        data_dir=root / "data",
+        workers=2,
+        poll_interval_s=0.05,
+    )
+    with TestClient(create_app(shared, extra_plugins=TEST_PLUGINS)) as test_client:
+        yield test_client

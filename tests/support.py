@@ -6,6 +6,7 @@ points, so a production install never enables them.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import socket
@@ -15,6 +16,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from lensforge import Image, Plugin, ToolContext, schema_tool, tool
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def png(width: int = 32, height: int = 24, color: tuple[int, int, int] = (200, 10, 10)) -> bytes:

@@ -26,6 +26,19 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+# Options shared by several commands (each with its LENSFORGE_* twin).
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(envvar="LENSFORGE_DATABASE_URL", help="SQLAlchemy URL of the store."),
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option(envvar="LENSFORGE_DATA_DIR", help="Blob store directory.")
+]
+WorkersOption = Annotated[
+    int | None, typer.Option(envvar="LENSFORGE_WORKERS", help="Worker processes (jobs at once).")
+]
+LogLevelOption = Annotated[str | None, typer.Option(envvar="LENSFORGE_LOG_LEVEL")]
+
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CONNECTION = 3
@@ -43,17 +56,10 @@ def _settings(**overrides: Any) -> Settings:
 def serve(
     host: Annotated[str | None, typer.Option(envvar="LENSFORGE_HOST", help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(envvar="LENSFORGE_PORT", help="Bind port.")] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option(envvar="LENSFORGE_DATABASE_URL", help="SQLAlchemy URL of the store."),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(envvar="LENSFORGE_DATA_DIR", help="Blob store directory.")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(envvar="LENSFORGE_WORKERS", help="Concurrent jobs.")
-    ] = None,
-    log_level: Annotated[str | None, typer.Option(envvar="LENSFORGE_LOG_LEVEL")] = None,
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
+    workers: WorkersOption = None,
+    log_level: LogLevelOption = None,
     insecure_no_auth: Annotated[
         bool,
         typer.Option(
@@ -119,8 +125,8 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the JSON result or error only.")
     ] = False,
-    database_url: Annotated[str | None, typer.Option(envvar="LENSFORGE_DATABASE_URL")] = None,
-    data_dir: Annotated[Path | None, typer.Option(envvar="LENSFORGE_DATA_DIR")] = None,
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run one tool here and now (no server), through the same execution path."""
     from lensforge.execution.analysis import AnalysisRequest
@@ -235,17 +241,10 @@ def _check_bind(settings: Settings, insecure: bool) -> None:
 
 @app.command()
 def mcp(
-    database_url: Annotated[
-        str | None,
-        typer.Option(envvar="LENSFORGE_DATABASE_URL", help="SQLAlchemy URL of the store."),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(envvar="LENSFORGE_DATA_DIR", help="Blob store directory.")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(envvar="LENSFORGE_WORKERS", help="Concurrent jobs.")
-    ] = None,
-    log_level: Annotated[str | None, typer.Option(envvar="LENSFORGE_LOG_LEVEL")] = None,
+    database_url: DatabaseUrlOption = None,
+    data_dir: DataDirOption = None,
+    workers: WorkersOption = None,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Serve MCP on stdin/stdout: an embedded LensForge (same settings, store and path)."""
     import logging

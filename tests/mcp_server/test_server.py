@@ -16,11 +16,7 @@ from lensforge.settings import Settings
 from lensforge.store import Status
 from lensforge.wiring import Services
 from tests.mcp_server.support import run, tasks, until_terminal
-from tests.support import png
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+from tests.support import b64, png
 
 
 def test_tools_are_listed_as_plugin_underscore_tool_with_schemas(settings: Settings) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from lensforge.builtin.codes import CodesPlugin
 from lensforge.builtin.faces import FacesPlugin
 from lensforge.builtin.ocr import OcrPlugin
 from lensforge.media import Image
+from tests.support import b64
 
 BUILTIN_PLUGINS = [OcrPlugin, CodesPlugin, FacesPlugin]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -29,10 +29,6 @@ def encode(pil: PILImage.Image, fmt: str = "PNG", **save: Any) -> bytes:
 def as_image(pil: PILImage.Image, fmt: str = "PNG", **save: Any) -> Image:
     """What the ToolRunner hands a tool: the decoded, checked image."""
     return Image.decode(encode(pil, fmt, **save))
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

@@ -7,7 +7,6 @@ jobs finish in milliseconds; rate limiting is off unless a test turns it on.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ import lensforge
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.security.plugins import PLUGINS
-from tests.support import png
+from tests.support import b64, png
 
 # What an error response must never carry (secrets are checked separately, per test):
 # tracebacks, this checkout's and the temporary directory's paths, SQL, storage internals.
@@ -139,10 +138,6 @@ def secure(tmp_path: Path) -> Iterator[Secure]:
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     """One app per module, for read-mostly tests (much faster than one app per test)."""
     yield from open_secure(make_settings(tmp_path_factory.mktemp("secure")))
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def sha256(data: bytes) -> str:

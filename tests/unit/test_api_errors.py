@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import struct
 import time
@@ -18,28 +17,16 @@ from fastapi.testclient import TestClient
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.conftest import TEST_PLUGINS
-from tests.support import jpeg, png
+from tests.support import b64, jpeg, png
 
 ENVELOPE_KEYS = {"code", "message", "details", "retryable", "plugin", "tool", "job_id", "timestamp"}
 TRACEBACK_MARKS = ("Traceback", 'File "')
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """One real app (lifespan, default executor) shared by this module's tests, for speed."""
-    root = tmp_path_factory.mktemp("api-errors")
-    shared = Settings(
-        database_url=f"sqlite:///{root / 'lensforge.db'}",
-        data_dir=root / "data",
-        workers=2,
-        poll_interval_s=0.05,
-    )
-    with TestClient(create_app(shared, extra_plugins=TEST_PLUGINS)) as test_client:
-        yield test_client
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+def client(module_client: TestClient) -> TestClient:
+    """This module's tests share one app."""
+    return module_client
 
 
 def assert_no_traceback(response: httpx.Response) -> None:

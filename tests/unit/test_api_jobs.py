@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,7 @@ from fastapi.testclient import TestClient
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.conftest import TEST_PLUGINS
-from tests.support import png
+from tests.support import b64, png
 
 JOB_FIELDS = {
     "id",
@@ -34,21 +33,9 @@ TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """One real app (lifespan, default executor) shared by this module's tests, for speed."""
-    root = tmp_path_factory.mktemp("api-jobs")
-    shared = Settings(
-        database_url=f"sqlite:///{root / 'lensforge.db'}",
-        data_dir=root / "data",
-        workers=2,
-        poll_interval_s=0.05,
-    )
-    with TestClient(create_app(shared, extra_plugins=TEST_PLUGINS)) as test_client:
-        yield test_client
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+def client(module_client: TestClient) -> TestClient:
+    """This module's tests share one app."""
+    return module_client
 
 
 def submit(client: TestClient, tool: str, plugin: str = "testing", **inputs: Any) -> str:

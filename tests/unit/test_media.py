@@ -7,14 +7,12 @@ import io
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from lensforge.api import create_app
 from lensforge.blobs import BlobStore
 from lensforge.builtin.image import ImagePlugin
 from lensforge.errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
@@ -28,25 +26,15 @@ from lensforge.media import (
     sniff,
 )
 from lensforge.registry import Registry
-from lensforge.settings import Settings
-from tests.conftest import TEST_PLUGINS
 from tests.support import png
 
 ORIENTATION = 0x0112
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """One real app (lifespan, default executor) shared by this module's tests, for speed."""
-    root = tmp_path_factory.mktemp("media")
-    shared = Settings(
-        database_url=f"sqlite:///{root / 'lensforge.db'}",
-        data_dir=root / "data",
-        workers=1,
-        poll_interval_s=0.05,
-    )
-    with TestClient(create_app(shared, extra_plugins=TEST_PLUGINS)) as test_client:
-        yield test_client
+def client(module_client: TestClient) -> TestClient:
+    """This module's tests share one app."""
+    return module_client
 
 
 def encode(fmt: str, size: tuple[int, int] = (30, 20), mode: str = "RGB", **save: Any) -> bytes:

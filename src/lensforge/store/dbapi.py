@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from lensforge.store.records import JobRecord
-from lensforge.store.tables import Status
 
 if TYPE_CHECKING:
     from lensforge.store.store import JobStore
@@ -75,9 +74,7 @@ class Tx:
 
 
 def record_from_row(data: dict[str, Any], decode_json: bool) -> JobRecord:
-    for column in _JSON_COLUMNS:
-        if decode_json:
+    if decode_json:
+        for column in _JSON_COLUMNS:
             data[column] = json_loads(data[column])
-    data["status"] = Status(data["status"])
-    data["cancel_requested"] = bool(data["cancel_requested"])
-    return JobRecord(**data)
+    return JobRecord.from_mapping(data)

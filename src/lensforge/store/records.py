@@ -52,9 +52,13 @@ class JobRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
-        data = dict(row._mapping)
+        """A record from a SQLAlchemy row (JSON columns already decoded)."""
+        return cls.from_mapping(dict(row._mapping))
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> JobRecord:
         data["status"] = Status(data["status"])
-        data["cancel_requested"] = bool(data["cancel_requested"])
+        data["cancel_requested"] = bool(data["cancel_requested"])  # SQLite gives 0/1
         return cls(**data)
 
 
