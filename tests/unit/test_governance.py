@@ -141,6 +141,7 @@ EXECUTION_RANKS: dict[str, int] = {
     # executors: where the ToolRunner runs (inline, threads, supervised processes, Ray)
     "lensforge.execution.executors": 1,
     "lensforge.execution.local": 1,
+    "lensforge.execution.channel": 1,
     "lensforge.execution.worker": 1,
     "lensforge.execution.ray": 1,
     "lensforge.execution.tool_runner": 0,

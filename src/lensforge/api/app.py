@@ -58,8 +58,11 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (system, plugins, analyze, jobs, blobs, admin, compat):
-        app.include_router(module.router)
+    # The routes join the app's own router rather than through include_router(), whose
+    # nested routing costs more per request than the hottest routes do themselves; the
+    # busiest go first, since the router tries routes in order.
+    for module in (analyze, jobs, system, plugins, blobs, admin, compat):
+        app.router.routes.extend(module.router.routes)
     # MCP over streamable HTTP (docs/mcp.md), served by the same services.
     app.router.routes.append(Route("/mcp", endpoint=mcp, methods=["GET", "POST", "DELETE"]))
     if settings.cors_origins:

@@ -114,18 +114,21 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._routes: list[Any] | None = None
+        self._static: dict[str, str] = {}  # paths that are their own template: no scan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._routes is None:
-            self._routes = list(_flatten(scope["app"].router.routes))
-        route = _route_template(self._routes, scope)
+        services: Services = scope["app"].state.services
+        if not services.keys.enabled():  # no key was ever created: every caller is local
+            scope.setdefault("state", {})["caller"] = LOCAL_USER
+            await self.app(scope, receive, send)
+            return
+        route = self._route_template(scope)
         if route is None:  # no such route: the router answers 404
             await self.app(scope, receive, send)
             return
-        services: Services = scope["app"].state.services
         try:
             caller = authorize(services, scope["method"], route, Headers(scope=scope))
         except LensForgeError as exc:
@@ -133,6 +136,23 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
+
+    def _route_template(self, scope: Scope) -> str | None:
+        """The template of the route the router will pick, found the way it finds it."""
+        path: str = scope["path"]
+        template = self._static.get(path)
+        if template is not None:
+            return template
+        if self._routes is None:
+            self._routes = list(_flatten(scope["app"].router.routes))
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                template = str(route.path)
+                if template == path and len(self._static) < 256:
+                    self._static[path] = template
+                return template
+        return None
 
 
 def _flatten(routes: Iterable[Any]) -> Iterator[Any]:
@@ -143,11 +163,3 @@ def _flatten(routes: Iterable[Any]) -> Iterator[Any]:
             yield from _flatten(included.routes)
         else:
             yield route
-
-
-def _route_template(routes: list[Any], scope: Scope) -> str | None:
-    for route in routes:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE:
-            return str(route.path)
-    return None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
+from lensforge.errors import ValidationError
 from lensforge.execution.analysis import AnalysisExecutionService
 from lensforge.execution.jobs import JobExecutionService
 from lensforge.registry import Registry
@@ -49,7 +50,49 @@ JobsDep = Annotated[JobExecutionService, Depends(get_jobs)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
+IDEMPOTENCY_KEY_MAX = 255
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=255, description="Same key and body: same job."),
+    Header(
+        alias="Idempotency-Key",
+        max_length=IDEMPOTENCY_KEY_MAX,
+        description="Same key and body: same job.",
+    ),
 ]
+
+# The same, for the hot routes that skip dependency solving (see routes/analyze.py).
+IDEMPOTENCY_KEY_DOC: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Same key and body: same job.",
+    "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
+}
+
+
+def analysis_of(request: Request) -> AnalysisExecutionService:
+    services: Services = request.app.state.services
+    return services.analysis
+
+
+def caller_of(request: Request) -> Caller:
+    caller: Caller = request.scope.get("state", {}).get("caller", LOCAL_USER)
+    return caller
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ValidationError(
+            f"Invalid request: Idempotency-Key: longer than {IDEMPOTENCY_KEY_MAX} characters.",
+            details={
+                "errors": [
+                    {
+                        "field": "Idempotency-Key",
+                        "message": f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+                        "type": "string_too_long",
+                    }
+                ]
+            },
+        )
+    return key

@@ -94,16 +94,24 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.max_bytes:
-                    await self._reject(scope, receive, send, declared)
-                    return
-                break
+            elif name == b"transfer-encoding":
+                chunked = True
+        if declared is not None and declared > self.max_bytes:
+            await self._reject(scope, receive, send, declared)
+            return
+        if not chunked and declared is not None and 0 <= declared <= self.max_bytes:
+            # The HTTP server hands on at most Content-Length bytes: this body cannot pass
+            # the cap, no need to count it.
+            await self.app(scope, receive, send)
+            return
         received = 0
         exceeded = False
         answered = False

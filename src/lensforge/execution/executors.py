@@ -48,7 +48,11 @@ class Executor(Protocol):
     """Runs tool calls; implementations differ only in where the ToolRunner runs."""
 
     name: str
-    capacity: int
+
+    @property
+    def capacity(self) -> int:
+        """How many calls it can take at once (it may change as it runs)."""
+        ...
 
     async def start(self) -> None: ...
 

@@ -5,8 +5,8 @@ lease recovery or a declared retry. It owns the dispatcher, which claims due PEN
 atomically from the store (the jobs this server just accepted at once, others' by polling),
 runs them through PluginExecutionService, renews their leases and recovers expired ones.
 
-Store calls run on a dedicated thread pool (one thread for SQLite, so this process never
-contends with itself for the write lock), keeping the event loop free.
+Writes go through a :class:`~lensforge.store.writer.StoreWriter`, which commits the writes
+of concurrent jobs together (group commit); reads run on a small thread pool.
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ from lensforge.errors import (
 from lensforge.execution.executors import CallControl
 from lensforge.execution.plugins import PluginExecutionService, Verdict
 from lensforge.store import TERMINAL, Event, JobRecord, JobStore, NewJob, Status
+from lensforge.store.dbapi import Tx
+from lensforge.store.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PROGRESS_INTERVAL_S = 0.25
+FINISHED_MEMORY_S = 2.0  # how long a finished job stays at hand for a late wait()
 
 
 @dataclass
@@ -79,10 +82,12 @@ class JobExecutionService:
         self._reserved = 0  # claims in flight
         self.worker_id = worker_id or make_worker_id()
         self._db_pool = ThreadPoolExecutor(
-            1 if store.is_sqlite else 8, thread_name_prefix="lensforge-db"
+            2 if store.is_sqlite else 8, thread_name_prefix="lensforge-db"
         )
+        self._writer = StoreWriter(store)
         self._running: dict[str, _Running] = {}
         self._waiters: dict[str, list[asyncio.Future[JobRecord]]] = {}
+        self._finished: dict[str, JobRecord] = {}  # just finished here: no lost wake-ups
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
@@ -93,8 +98,12 @@ class JobExecutionService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_pool, partial(fn, *args, **kwargs))
 
+    async def _write(self, op: Callable[[Tx], T]) -> T:
+        return await self._writer.run(op)
+
     async def start(self, *, dispatch: bool = True) -> None:
         """Recover expired leases, then start claiming and running jobs."""
+        await self._writer.start()
         await self.plugins.start()
         await self.recover(dead_local_owners=True)
         self._pending_estimate = await self._db(self.store.count, Status.PENDING)
@@ -135,6 +144,7 @@ class JobExecutionService:
                 log.exception("could not hand job %s back", job.id)
         if leftover:
             log.info("handed %d running jobs back", len(leftover), extra={"event": "jobs_released"})
+        await self._writer.stop()
         self._db_pool.shutdown(wait=True)
 
     # -- queries -----------------------------------------------------------------------------
@@ -178,35 +188,38 @@ class JobExecutionService:
                 error.headers = {"Retry-After": "1"}
                 raise error
         # With idle capacity and no backlog, claim the new job in the same transaction.
-        claim = (
-            self._accepting
+        claim_for = (
+            self.worker_id
+            if self._accepting
             and self._pending_estimate == 0
             and new.not_before is None
             and self._free_capacity() > 0
+            else None
         )
         refs = [(digest, new.owner) for digest in blob_refs(new.inputs)]
-        if refs:
-            await self._db(self.store.add_blob_owners, refs)
-        if claim:
+
+        def create(tx: Tx) -> tuple[JobRecord, bool]:
+            self.store.add_blob_owners(refs, tx=tx)
+            return self.store.create(new, claim_for=claim_for, lease_s=self.lease_s, tx=tx)
+
+        if claim_for is not None:
             self._reserved += 1
-        try:
-            job, created = await self._db(
-                partial(
-                    self.store.create,
-                    new,
-                    claim_for=self.worker_id if claim else None,
-                    lease_s=self.lease_s,
-                )
-            )
-        finally:
-            if claim:
-                self._reserved -= 1
+        future = self._writer.submit(create)
+        # Started here, not by the caller: a claimed job runs even if its caller goes away.
+        future.add_done_callback(partial(self._created, claimed=claim_for is not None))
+        return await asyncio.shield(future)
+
+    def _created(self, future: asyncio.Future[tuple[JobRecord, bool]], *, claimed: bool) -> None:
+        if claimed:
+            self._reserved -= 1
+        if future.cancelled() or future.exception() is not None:
+            return
+        job, created = future.result()
         if created and job.status is Status.RUNNING:
             self._start(job)
         elif created:
             self._pending_estimate += 1
             self._wake.set()
-        return job, created
 
     def _free_capacity(self) -> int:
         return self.plugins.capacity - len(self._running) - self._reserved
@@ -224,7 +237,7 @@ class JobExecutionService:
             future: asyncio.Future[JobRecord] = loop.create_future()
             self._waiters.setdefault(job_id, []).append(future)
             try:
-                job = current or await self.get(job_id)
+                job = self._finished.get(job_id) or current or await self.get(job_id)
                 current = None
                 if job.status in TERMINAL:
                     return job
@@ -278,7 +291,7 @@ class JobExecutionService:
                         Verdict(Status.CANCELLED, {"finished_at": time.time()}, "cancelled"),
                         owned_by=None,
                     )
-                await self._db(self.store.request_cancel, job_id)
+                await self._write(partial(_request_cancel, self.store, job_id))
                 running = self._running.get(job_id)
                 if running is not None:
                     running.control.cancel()
@@ -329,28 +342,31 @@ class JobExecutionService:
         return recovered
 
     async def _apply(self, job: JobRecord, verdict: Verdict, *, owned_by: str | None) -> JobRecord:
-        updated = await self._db(
-            partial(
-                self.store.transition,
+        def transition(tx: Tx) -> JobRecord:
+            updated = self.store.transition(
                 job.id,
                 job.status,
                 verdict.status,
                 worker=self.worker_id,
                 reason=verdict.reason,
                 owned_by=owned_by,
+                tx=tx,
                 **verdict.values,
             )
-        )
-        await self._after_transition(job, updated)
+            _own_result_blobs(self.store, updated, tx)
+            return updated
+
+        updated = await self._write(transition)
+        self._after_transition(job, updated)
         return updated
 
-    async def _after_transition(self, job: JobRecord, updated: JobRecord) -> None:
-        """Record blob ownership, wake waiters, schedule a retry."""
-        if updated.status is Status.SUCCESS:
-            refs = [(digest, updated.owner) for digest in blob_refs(updated.result)]
-            if refs:
-                await self._db(self.store.add_blob_owners, refs)
+    def _after_transition(self, job: JobRecord, updated: JobRecord) -> None:
+        """Wake waiters, schedule a retry."""
         if updated.status in TERMINAL:
+            self._finished[job.id] = updated
+            asyncio.get_running_loop().call_later(
+                FINISHED_MEMORY_S, self._finished.pop, job.id, None
+            )
             for future in self._waiters.pop(job.id, []):
                 if not future.done():
                     future.set_result(updated)
@@ -366,25 +382,29 @@ class JobExecutionService:
             return
         free = self._free_capacity() + 1
         self._reserved += free
-        try:
-            updated, claimed = await self._db(
-                partial(
-                    self.store.transition_and_claim,
-                    job.id,
-                    job.status,
-                    verdict.status,
-                    worker=self.worker_id,
-                    lease_s=self.lease_s,
-                    limit=free,
-                    reason=verdict.reason,
-                    owned_by=self.worker_id,
-                    **verdict.values,
-                )
+
+        def finish_and_claim(tx: Tx) -> tuple[JobRecord, list[JobRecord]]:
+            updated, claimed = self.store.transition_and_claim(
+                job.id,
+                job.status,
+                verdict.status,
+                worker=self.worker_id,
+                lease_s=self.lease_s,
+                limit=free,
+                reason=verdict.reason,
+                owned_by=self.worker_id,
+                tx=tx,
+                **verdict.values,
             )
+            _own_result_blobs(self.store, updated, tx)
+            return updated, claimed
+
+        try:
+            updated, claimed = await self._write(finish_and_claim)
         finally:
             self._reserved -= free
         self._pending_estimate = max(0, self._pending_estimate - len(claimed))
-        await self._after_transition(job, updated)
+        self._after_transition(job, updated)
         self._running.pop(job.id, None)
         for next_job in claimed:
             self._start(next_job)
@@ -407,7 +427,9 @@ class JobExecutionService:
         while free > 0 and self._accepting:
             self._reserved += free
             try:
-                claimed = await self._db(self.store.claim, self.worker_id, self.lease_s, free)
+                claimed = await self._write(
+                    partial(_claim, self.store, self.worker_id, self.lease_s, free)
+                )
             finally:
                 self._reserved -= free
             self._pending_estimate = max(0, self._pending_estimate - len(claimed))
@@ -478,10 +500,10 @@ class JobExecutionService:
         return report
 
     def _schedule_progress(self, job_id: str, fraction: float, message: str | None) -> None:
-        task = asyncio.ensure_future(
-            self._db(self.store.set_progress, job_id, fraction, message, self.worker_id)
+        future = self._writer.submit(
+            partial(_set_progress, self.store, job_id, fraction, message, self.worker_id)
         )
-        task.add_done_callback(lambda t: t.exception())
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def _maintenance_loop(self) -> None:
         """Heartbeat the leases of running jobs, pass on cancel requests, recover others'."""
@@ -491,7 +513,9 @@ class JobExecutionService:
             try:
                 ids = list(self._running)
                 if ids:
-                    await self._db(self.store.renew_leases, self.worker_id, ids, self.lease_s)
+                    await self._write(
+                        partial(_renew_leases, self.store, self.worker_id, ids, self.lease_s)
+                    )
                     for job in await self._db(self.store.get_many, ids):
                         if job.cancel_requested and job.id in self._running:
                             self._running[job.id].control.cancel()
@@ -500,6 +524,33 @@ class JobExecutionService:
                 log.exception(
                     "lease maintenance failed", extra={"event": "lease_maintenance_failed"}
                 )
+
+
+# Write operations for the StoreWriter: each a function of the shared transaction.
+
+
+def _own_result_blobs(store: JobStore, job: JobRecord, tx: Tx) -> None:
+    """The caller of a job may download the images its result refers to."""
+    if job.status is Status.SUCCESS and job.result is not None:
+        store.add_blob_owners([(digest, job.owner) for digest in blob_refs(job.result)], tx=tx)
+
+
+def _claim(store: JobStore, worker: str, lease_s: float, limit: int, tx: Tx) -> list[JobRecord]:
+    return store.claim(worker, lease_s, limit, tx=tx)
+
+
+def _set_progress(
+    store: JobStore, job_id: str, fraction: float, message: str | None, owner: str, tx: Tx
+) -> bool:
+    return store.set_progress(job_id, fraction, message, owner, tx=tx)
+
+
+def _renew_leases(store: JobStore, owner: str, ids: list[str], lease_s: float, tx: Tx) -> int:
+    return store.renew_leases(owner, ids, lease_s, tx=tx)
+
+
+def _request_cancel(store: JobStore, job_id: str, tx: Tx) -> None:
+    store.request_cancel(job_id, tx=tx)
 
 
 def _owner_alive(owner: str | None) -> bool:

@@ -1,10 +1,17 @@
 """The ``local`` executor: N supervised worker processes (the default for ``lensforge serve``).
 
-Each worker loads the enabled plugins once and serves calls one at a time. The supervisor
+Each worker loads the enabled plugins once and runs calls one at a time. The supervisor
 enforces what a worker cannot enforce on itself: a call past its time limit, or a cancelled
 call that ignores ``ctx.cancelled`` for longer than the grace period, costs the worker a
 SIGKILL; a worker that dies (segfault, ``os._exit``, OOM kill) costs only its current call
 (``worker_lost``). Either way a fresh worker replaces it and the server carries on.
+
+**Pipelining.** While every worker is busy with calls that usually take only a few
+milliseconds, a worker is handed its next call before it finishes the current one, so that
+it never sits idle while the server turns the last answer around. Only short calls are
+pipelined (by the running average of recent call times), so a queued call never waits
+behind a long one; its time limit starts when it starts. A queued call that is cancelled is
+skipped by its worker; one whose worker dies before reaching it runs on another worker.
 """
 
 from __future__ import annotations
@@ -18,30 +25,61 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
 from lensforge.errors import Cancelled, LensForgeError, Timeout, WorkerLost
+from lensforge.execution.channel import BlockingChannel, ChannelProtocol
 from lensforge.execution.executors import CallControl
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig
 from lensforge.registry import PluginState, Registry
 
 log = logging.getLogger(__name__)
+# Thread pools of numeric libraries, sized to one thread: a worker runs one job at a time and
+# there is a worker per core (an operator's own setting of these is kept).
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+PIPELINE_DEPTH = 2  # calls handed to one worker at a time, the running one included
+PIPELINE_BELOW_S = 0.02  # pipeline only while calls take less than this, on average
+_AVERAGE_WEIGHT = 0.05  # of the newest call in the running average of call times
+
+
+@dataclass(eq=False)
+class _Call:
+    """A call handed to a worker: running (the first of its worker's) or queued behind."""
+
+    call: ToolCall
+    control: CallControl
+    future: asyncio.Future[Outcome]
+    started: float | None = None  # perf_counter when the worker started it
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    def settle(self, outcome: Outcome) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+        if not self.future.done():
+            self.future.set_result(outcome)
 
 
 @dataclass(eq=False)
 class _Worker:
     process: subprocess.Popen[bytes]
-    conn: Connection
+    cancels: Connection  # read by a thread of the worker's, so they reach a running tool
     pid: int
-    call: ToolCall | None = None
-    control: CallControl | None = None
-    future: asyncio.Future[Outcome] | None = None
+    channel: ChannelProtocol | None = None  # calls, results and progress
+    calls: deque[_Call] = field(default_factory=deque)  # in the order the worker runs them
+    outbox: list[ToolCall] = field(default_factory=list)  # handed out, not yet written
     alive: bool = True
     retired: bool = False  # killed or being killed: never handed another call
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def call(self) -> ToolCall | None:
+        """The call the worker is running now."""
+        return self.calls[0].call if self.calls else None
 
 
 class LocalExecutor:
@@ -60,32 +98,43 @@ class LocalExecutor:
     ) -> None:
         self.config = config
         self.registry = registry
-        self.capacity = workers
+        self.size = workers
         self.cancel_grace_s = cancel_grace_s
         self.start_timeout_s = start_timeout_s
         self._workers: set[_Worker] = set()
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._slot_freed = asyncio.Event()
         self._stopping = False
         self._spawning: set[asyncio.Task[None]] = set()
+        self._handing: set[asyncio.Future[None]] = set()  # calls moved off a dead worker
+        self._average_s = PIPELINE_BELOW_S * 10  # unknown until calls were seen: long
+
+    @property
+    def capacity(self) -> int:
+        """Calls that can be handed out at once: more than the workers while pipelining."""
+        return self.size * (PIPELINE_DEPTH if self._pipelining else 1)
+
+    @property
+    def _pipelining(self) -> bool:
+        return self._average_s < PIPELINE_BELOW_S
 
     # -- pool ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.gather(*(self._spawn() for _ in range(self.capacity)))
+        await asyncio.gather(*(self._spawn() for _ in range(self.size)))
 
     async def stop(self) -> None:
         self._stopping = True
         for task in self._spawning:
             task.cancel()
         await asyncio.gather(*self._spawning, return_exceptions=True)
-        loop = asyncio.get_running_loop()
         workers = list(self._workers)
         for worker in workers:
             self._kill(worker)
-            if worker.alive:  # close here, on the loop, so _on_death cannot close it twice
+            if worker.alive:  # close here, so that _on_death does nothing more
                 worker.alive = False
-                loop.remove_reader(worker.conn.fileno())
-                worker.conn.close()
+                if worker.channel is not None:
+                    worker.channel.close()
+                worker.cancels.close()
         self._workers.clear()
         await asyncio.to_thread(self._join, workers)
 
@@ -101,48 +150,64 @@ class LocalExecutor:
 
     async def _spawn(self) -> None:
         # A fresh interpreter (not fork: unsafe beside the server's threads; not
-        # multiprocessing's spawn: it re-runs the caller's __main__), joined by a socket pair.
+        # multiprocessing's spawn: it re-runs the caller's __main__), joined by socket pairs.
         loop = asyncio.get_running_loop()
-        parent_sock, child_sock = socket.socketpair()
-        parent = Connection(parent_sock.detach())
-        child_fd = child_sock.detach()
+        (calls, child_calls), (cancels_sock, child_cancels) = (socket.socketpair() for _ in "ab")
+        cancels = Connection(cancels_sock.detach())
+        child_fds = [child_calls.detach(), child_cancels.detach()]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        for name in _ONE_THREAD:
+            env.setdefault(name, "1")
         try:
             process = await asyncio.to_thread(
                 subprocess.Popen,
-                [sys.executable, "-m", "lensforge.execution.worker", str(child_fd)],
-                pass_fds=[child_fd],
+                [sys.executable, "-m", "lensforge.execution.worker", *map(str, child_fds)],
+                pass_fds=child_fds,
                 env=env,
                 stdin=subprocess.DEVNULL,
             )
         finally:
-            os.close(child_fd)
+            for fd in child_fds:
+                os.close(fd)
         try:
-            parent.send(self.config)
-            ready = await asyncio.to_thread(self._await_ready, parent, process)
+            ready = await asyncio.to_thread(self._handshake, calls, process)
         except BaseException:  # cancelled (shutdown) or failed: leave no process behind
             process.kill()
             await asyncio.to_thread(process.wait)
-            parent.close()
+            calls.close()
+            cancels.close()
             raise
         _, pid, states = ready
         self._apply_states(states)
-        worker = _Worker(process=process, conn=parent, pid=pid)
+        worker = _Worker(process=process, cancels=cancels, pid=pid)
+        _, worker.channel = await loop.connect_accepted_socket(
+            lambda: ChannelProtocol(
+                partial(self._on_messages, worker), partial(self._on_death, worker)
+            ),
+            sock=calls,
+        )
         self._workers.add(worker)
-        loop.add_reader(parent.fileno(), self._on_readable, worker)
         log.info("worker %d ready", pid, extra={"event": "worker_ready", "pid": pid})
-        self._idle.put_nowait(worker)
+        self._slot_freed.set()
 
-    def _await_ready(self, conn: Connection, process: subprocess.Popen[bytes]) -> Any:
+    def _handshake(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> Any:
+        """Send the worker its config; its ready message once it has loaded the plugins."""
+        channel = BlockingChannel(sock)
+        channel.send([self.config])
+        sock.settimeout(0.05)
         deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if conn.poll(0.05):
+        try:
+            while time.monotonic() < deadline:
                 try:
-                    return conn.recv()
-                except EOFError:
+                    (ready,) = channel.receive()
+                    return ready
+                except TimeoutError:
+                    if process.poll() is not None:
+                        break
+                except (EOFError, ValueError):
                     break
-            if process.poll() is not None:
-                break
+        finally:
+            sock.settimeout(None)
         raise LensForgeError(f"A worker process failed to start (exit code {process.poll()}).")
 
     def _apply_states(self, states: dict[str, tuple[str, str | None]]) -> None:
@@ -171,46 +236,54 @@ class LocalExecutor:
 
     # -- messages --------------------------------------------------------------------------
 
-    def _on_readable(self, worker: _Worker) -> None:
-        try:
-            message = worker.conn.recv()
-        except (EOFError, OSError):
-            self._on_death(worker)
-            return
-        kind = message[0]
-        if kind == "progress" and worker.control and worker.control.on_progress:
-            worker.control.on_progress(message[2], message[3])
-        elif kind == "done" and worker.future is not None and not worker.future.done():
-            worker.future.set_result(message[2])
+    def _on_messages(self, worker: _Worker, messages: list[Any]) -> None:
+        for message in messages:
+            kind = message[0]
+            if kind == "done" and worker.calls:
+                finished = worker.calls.popleft()
+                outcome: Outcome = message[2]
+                self._average_s += _AVERAGE_WEIGHT * (outcome.duration_s - self._average_s)
+                finished.settle(outcome)
+                if worker.calls:
+                    self._started(worker, worker.calls[0])
+                self._slot_freed.set()
+            elif kind == "progress":
+                for handed in worker.calls:
+                    if handed.call.job_id == message[1] and handed.control.on_progress:
+                        handed.control.on_progress(message[2], message[3])
 
     def _on_death(self, worker: _Worker) -> None:
         if not worker.alive:
             return
         worker.alive = False
-        asyncio.get_running_loop().remove_reader(worker.conn.fileno())
-        worker.conn.close()
+        if worker.channel is not None:
+            worker.channel.close()
+        worker.cancels.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=1)
         self._workers.discard(worker)
-        call = worker.call
-        if worker.future is not None and not worker.future.done() and call is not None:
-            code = worker.process.returncode
+        calls, worker.calls, worker.outbox = list(worker.calls), deque(), []
+        if calls and not calls[0].future.done():
+            running, code = calls[0].call, worker.process.returncode
             log.warning(
                 "worker %d died (exit code %s) running job %s",
                 worker.pid,
                 code,
-                call.job_id,
-                extra={"event": "worker_lost", "pid": worker.pid, "job_id": call.job_id},
+                running.job_id,
+                extra={"event": "worker_lost", "pid": worker.pid, "job_id": running.job_id},
             )
-            worker.future.set_result(
-                _error(
-                    WorkerLost(
-                        f"The worker process died while running the tool (exit code {code}).",
-                        details={"exit_code": code},
-                    ),
-                    call,
-                )
+            lost = WorkerLost(
+                f"The worker process died while running the tool (exit code {code}).",
+                details={"exit_code": code},
             )
+            calls[0].settle(_error(lost, running))
+        for queued in calls[1:]:  # never started: cancelled ones end, the others run elsewhere
+            if queued.control.cancel_event.is_set():
+                queued.settle(_error(Cancelled(), queued.call))
+            elif not queued.future.done():
+                task = asyncio.ensure_future(self._hand_out(queued))
+                self._handing.add(task)
+                task.add_done_callback(self._handing.discard)
         self._replace()
 
     def _kill(self, worker: _Worker) -> None:
@@ -222,73 +295,93 @@ class LocalExecutor:
     # -- calls -----------------------------------------------------------------------------
 
     async def run(self, call: ToolCall, control: CallControl) -> Outcome:
-        loop = asyncio.get_running_loop()
-        while True:
-            worker = await self._idle.get()
-            if worker.alive and not worker.retired:
-                break
-        future: asyncio.Future[Outcome] = loop.create_future()
-        worker.call, worker.control, worker.future = call, control, future
-        started = time.perf_counter()
-        try:
-            worker.conn.send(("run", call))
-        except OSError:
-            self._on_death(worker)
-        if call.timeout_s is not None:
-            worker.timers.append(loop.call_later(call.timeout_s, self._time_out, worker, future))
-        control.add_cancel_listener(lambda: self._cancel(worker, future))
-        try:
-            outcome = await future
-        finally:
-            for timer in worker.timers:
-                timer.cancel()
-            worker.timers.clear()
-            worker.call = worker.control = worker.future = None
-            if worker.alive and not worker.retired:
-                self._idle.put_nowait(worker)
-        if outcome.error is not None and outcome.error_code in ("timeout", "cancelled"):
-            outcome.duration_s = time.perf_counter() - started
+        handed = _Call(call, control, asyncio.get_running_loop().create_future())
+        await self._hand_out(handed)
+        outcome = await handed.future
+        if outcome.error_code in ("timeout", "cancelled") and handed.started is not None:
+            outcome.duration_s = time.perf_counter() - handed.started
         self.registry.metrics.record(call.plugin, call.tool, outcome.duration_s, outcome.error_code)
         return outcome
 
-    def _time_out(self, worker: _Worker, future: asyncio.Future[Outcome]) -> None:
-        if future.done() or worker.call is None:
+    async def _hand_out(self, handed: _Call) -> None:
+        """Give the call to the least busy worker that may take it, waiting for one."""
+        while (worker := self._pick()) is None:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        worker.calls.append(handed)
+        if not any(w.outbox for w in self._workers):
+            asyncio.get_running_loop().call_soon(self._write_outboxes)
+        worker.outbox.append(handed.call)
+        if len(worker.calls) == 1:
+            self._started(worker, handed)
+        handed.control.add_cancel_listener(lambda: self._cancel(worker, handed))
+
+    def _write_outboxes(self) -> None:
+        """Write every call handed out in this turn of the loop, one write per worker."""
+        for worker in list(self._workers):
+            calls, worker.outbox = worker.outbox, []
+            if calls and worker.alive and worker.channel is not None:
+                try:
+                    worker.channel.send([("run", call) for call in calls])
+                except ConnectionError:
+                    self._on_death(worker)  # settles or re-hands its calls
+
+    def _pick(self) -> _Worker | None:
+        depth = PIPELINE_DEPTH if self._pipelining else 1
+        candidates = [
+            w for w in self._workers if w.alive and not w.retired and len(w.calls) < depth
+        ]
+        return min(candidates, key=lambda w: len(w.calls), default=None)
+
+    def _started(self, worker: _Worker, handed: _Call) -> None:
+        """The worker starts ``handed`` now: its time limit (and a pending cancel) apply."""
+        handed.started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        if handed.call.timeout_s is not None:
+            handed.timers.append(
+                loop.call_later(handed.call.timeout_s, self._time_out, worker, handed)
+            )
+        if handed.control.cancel_event.is_set():
+            handed.timers.append(
+                loop.call_later(self.cancel_grace_s, self._force_cancel, worker, handed)
+            )
+
+    def _time_out(self, worker: _Worker, handed: _Call) -> None:
+        if handed.future.done() or not worker.calls or worker.calls[0] is not handed:
             return
-        call = worker.call
-        future.set_result(
+        handed.settle(
             _error(
                 Timeout(
-                    f"The tool ran past its time limit of {call.timeout_s:g} s; its worker was "
-                    "stopped.",
-                    details={"timeout_s": call.timeout_s},
+                    f"The tool ran past its time limit of {handed.call.timeout_s:g} s; its "
+                    "worker was stopped.",
+                    details={"timeout_s": handed.call.timeout_s},
                 ),
-                call,
+                handed.call,
             )
         )
         self._kill(worker)  # the worker may be stuck anywhere: only a kill is sure
 
-    def _cancel(self, worker: _Worker, future: asyncio.Future[Outcome]) -> None:
-        if future.done() or worker.call is None:
+    def _cancel(self, worker: _Worker, handed: _Call) -> None:
+        if handed.future.done() or not worker.alive:
             return
-        try:
-            worker.conn.send(("cancel", worker.call.job_id or ""))
-        except OSError:
-            return
-        loop = asyncio.get_running_loop()
-        worker.timers.append(
-            loop.call_later(self.cancel_grace_s, self._force_cancel, worker, future)
-        )
+        with contextlib.suppress(OSError):
+            worker.cancels.send(("cancel", handed.call.job_id or ""))
+        if handed.started is not None:  # running: it gets the grace period, then a kill
+            handed.timers.append(
+                asyncio.get_running_loop().call_later(
+                    self.cancel_grace_s, self._force_cancel, worker, handed
+                )
+            )
 
-    def _force_cancel(self, worker: _Worker, future: asyncio.Future[Outcome]) -> None:
-        if future.done() or worker.call is None:
+    def _force_cancel(self, worker: _Worker, handed: _Call) -> None:
+        if handed.future.done() or not worker.calls or worker.calls[0] is not handed:
             return
-        call = worker.call
         self._kill(worker)
         # The outcome is set once the process is really gone (see _on_death's join), so a
         # job is never reported CANCELLED while its tool still runs.
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=1)
-        future.set_result(_error(Cancelled("Cancelled; the tool did not stop in time."), call))
+        handed.settle(_error(Cancelled("Cancelled; the tool did not stop in time."), handed.call))
 
 
 def _error(exc: LensForgeError, call: ToolCall) -> Outcome:

@@ -1,14 +1,17 @@
 """The worker process: loads the enabled plugins once (warm models), then runs calls.
 
-It talks to its supervisor (:mod:`lensforge.execution.local`) over one duplex pipe:
+It talks to its supervisor (:mod:`lensforge.execution.local`) over two socket pairs:
 
-- supervisor → worker: ``("run", ToolCall)``, ``("cancel", job_id)``, ``("stop",)``
-- worker → supervisor: ``("ready", pid, states)``, ``("progress", job_id, fraction, message)``,
-  ``("done", job_id, Outcome)``
+- calls (:mod:`lensforge.execution.channel` frames, several per read and write), read by the
+  main thread, which runs the tools:
+  supervisor → worker ``("run", ToolCall)``, ``("stop",)``;
+  worker → supervisor ``("ready", pid, states)``, ``("progress", job_id, fraction, message)``,
+  ``("done", job_id, Outcome)``;
+- control, read by a thread of its own so that a cancel reaches a running tool at once
+  (``ctx.cancelled``): supervisor → worker ``("cancel", job_id)``.
 
-A reader thread takes messages off the pipe so that a cancel reaches a running tool at once
-(``ctx.cancelled``); the main thread runs tools. When the supervisor dies the pipe closes and
-the worker exits, so no worker outlives its server.
+When the supervisor dies the sockets close and the worker exits, so no worker outlives its
+server.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from __future__ import annotations
 import gc
 import importlib
 import os
-import queue
 import resource
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from lensforge.blobs import BlobStore
-from lensforge.execution.tool_runner import ToolCall, ToolRunner
+from lensforge.errors import Cancelled
+from lensforge.execution.channel import BlockingChannel
+from lensforge.execution.tool_runner import Outcome, ToolCall, ToolRunner
 from lensforge.media import MediaLimits
 from lensforge.plugin import Plugin, ToolContext
 from lensforge.registry import load_registry
@@ -66,9 +71,12 @@ def _limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def worker_main(conn: Connection) -> None:
-    """Entry point of a worker process: the first message on ``conn`` is its WorkerConfig."""
-    config: WorkerConfig = conn.recv()
+def worker_main(channel: BlockingChannel, control: Connection) -> None:
+    """Entry point of a worker process: the first message on ``channel`` is its WorkerConfig."""
+    try:
+        (config,) = channel.receive()
+    except (EOFError, OSError):
+        os._exit(0)  # the supervisor went away before we started
     registry = load_registry(
         allow=config.plugins_allow,
         block=config.plugins_block,
@@ -79,54 +87,76 @@ def worker_main(conn: Connection) -> None:
     _limit_memory(config.memory_limit_mb)
     runner = ToolRunner(registry, BlobStore(config.blob_dir), config.limits)
     states = {r.name: (r.state.value, r.reason) for r in registry.records()}
-    conn.send(("ready", os.getpid(), states))
+    try:
+        channel.send([("ready", os.getpid(), states)])
+    except OSError:
+        os._exit(0)
 
-    calls: queue.Queue[ToolCall | None] = queue.Queue()
-    current: dict[str, threading.Event] = {}
+    cancel_events: dict[str, threading.Event] = {}
     send_lock = threading.Lock()
 
-    def send(message: tuple[Any, ...]) -> None:
+    def send(messages: list[tuple[Any, ...]]) -> None:
         with send_lock:
-            conn.send(message)
+            channel.send(messages)
 
-    def read() -> None:
+    def watch_control() -> None:
         try:
             while True:
-                message = conn.recv()
-                if message[0] == "run":
-                    current[message[1].job_id or ""] = threading.Event()
-                    calls.put(message[1])
-                elif message[0] == "cancel":
-                    event = current.get(message[1])
-                    if event is not None:
-                        event.set()
-                elif message[0] == "stop":
-                    break
+                kind, job_id = control.recv()
+                if kind == "cancel":
+                    cancel_events.setdefault(job_id, threading.Event()).set()
         except (EOFError, OSError):
-            os._exit(0)  # the supervisor is gone: so are we
-        calls.put(None)
+            os._exit(0)  # the supervisor is gone: so are we, even mid-tool
 
-    threading.Thread(target=read, name="lensforge-worker-reader", daemon=True).start()
-    while (call := calls.get()) is not None:
-        job_id = call.job_id or ""
+    threading.Thread(target=watch_control, name="lensforge-worker-control", daemon=True).start()
+    while True:
+        try:
+            messages = channel.receive()
+        except (EOFError, OSError):
+            os._exit(0)
+        for message in messages:
+            if message[0] != "run":
+                return  # "stop"
+            # Answered at once: a later call of the batch may be long (or hang).
+            try:
+                send([_run(runner, message[1], cancel_events, send)])
+            except OSError:
+                os._exit(0)
 
-        def progress(fraction: float, message: str | None, job_id: str = job_id) -> None:
-            send(("progress", job_id, fraction, message))
 
-        ctx = ToolContext(
-            job_id=call.job_id,
-            plugin=call.plugin,
-            tool=call.tool,
-            attempt=call.attempt,
-            on_progress=progress,
-            cancel_event=current.get(job_id),
+def _run(
+    runner: ToolRunner,
+    call: ToolCall,
+    cancel_events: dict[str, threading.Event],
+    send: Callable[[list[tuple[Any, ...]]], None],
+) -> tuple[Any, ...]:
+    job_id = call.job_id or ""
+
+    def progress(fraction: float, text: str | None) -> None:
+        send([("progress", job_id, fraction, text)])
+
+    ctx = ToolContext(
+        job_id=call.job_id,
+        plugin=call.plugin,
+        tool=call.tool,
+        attempt=call.attempt,
+        on_progress=progress,
+        cancel_event=cancel_events.setdefault(job_id, threading.Event()),
+    )
+    if ctx.cancelled:  # cancelled while it waited its turn here: it never starts
+        outcome = Outcome(
+            error=Cancelled(plugin=call.plugin, tool=call.tool, job_id=call.job_id).envelope()
         )
+    else:
         outcome = runner.run(call, ctx)
-        current.pop(job_id, None)
-        send(("done", job_id, outcome))
+    cancel_events.pop(job_id, None)
+    return ("done", job_id, outcome)
 
 
-if __name__ == "__main__":  # started by the supervisor as `python -m lensforge.execution.worker FD`
+if __name__ == "__main__":  # started as `python -m lensforge.execution.worker CALLS CONTROL`
+    import socket
     import sys
 
-    worker_main(Connection(int(sys.argv[1])))
+    worker_main(
+        BlockingChannel(socket.socket(fileno=int(sys.argv[1]))), Connection(int(sys.argv[2]))
+    )

@@ -8,15 +8,19 @@ statements, so the hot path hands the compiled SQL straight to the driver's curs
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 
+from lensforge.store.engine import store_failed
 from lensforge.store.records import JobRecord
 
 if TYPE_CHECKING:
-    from lensforge.store.store import JobStore
+    from lensforge.store.queries import JobQueries
 
 
 def json_dumps(value: Any) -> str:
@@ -40,25 +44,76 @@ class Compiled:
     sql: str
     order: tuple[str, ...] | None  # positional parameter names (qmark dialects)
     defaults: dict[str, Any]  # values of literal binds inside the statement
+    json_params: frozenset[str] = frozenset()  # positional parameters that carry JSON
+
+    @classmethod
+    def of(cls, sql: str, order: tuple[str, ...] | None, defaults: dict[str, Any]) -> Compiled:
+        return cls(sql, order, defaults, _JSON_PARAMS.intersection(order or ()))
 
 
 class Tx:
-    """Runs compiled statements on one DBAPI cursor inside a transaction."""
+    """Runs compiled statements on one DBAPI cursor inside a transaction.
 
-    def __init__(self, store: JobStore, cursor: Any) -> None:
+    Driver errors surface as SQLAlchemy's IntegrityError (a constraint said no: the caller
+    may handle it) or as StoreError (the database failed), whichever statement raised them.
+    """
+
+    def __init__(self, store: JobQueries, cursor: Any) -> None:
         self.store = store
         self.cursor = cursor
+        dbapi = store.engine.dialect.dbapi
+        assert dbapi is not None
+        self._integrity_error: type[Exception] = dbapi.IntegrityError
+        self._database_error: type[Exception] = dbapi.Error
+        self._later: list[tuple[Compiled, Any]] = []
+
+    @staticmethod
+    def _args(compiled: Compiled, params: dict[str, Any]) -> Any:
+        values = {**compiled.defaults, **params}
+        json_keys = compiled.json_params if compiled.order else _JSON_PARAMS.intersection(params)
+        for key in json_keys:
+            if values[key] is not None:
+                values[key] = json_dumps(values[key])
+        return values if compiled.order is None else tuple(map(values.__getitem__, compiled.order))
 
     def run(self, statement: Any, params: dict[str, Any], cache: bool = True) -> None:
         compiled = self.store._compile(statement, cache)
-        values = {**compiled.defaults, **params}
-        for key in _JSON_PARAMS.intersection(params):
-            if values[key] is not None:
-                values[key] = json_dumps(values[key])
-        if compiled.order is None:
-            self.cursor.execute(compiled.sql, values)
-        else:
-            self.cursor.execute(compiled.sql, tuple(values[name] for name in compiled.order))
+        self._execute(self.cursor.execute, compiled.sql, self._args(compiled, params))
+
+    def later(self, statement: Any, params: dict[str, Any]) -> None:
+        """Run an insert at commit time, together with the others of its kind (one call)."""
+        compiled = self.store._compile(statement)
+        self._later.append((compiled, self._args(compiled, params)))
+
+    def flush(self) -> None:
+        """Run the deferred inserts, in the order they were asked for."""
+        while self._later:
+            compiled = self._later[0][0]
+            n = next((i for i, (c, _) in enumerate(self._later) if c is not compiled), None)
+            group, self._later = self._later[:n], ([] if n is None else self._later[n:])
+            self._execute(self.cursor.executemany, compiled.sql, [args for _, args in group])
+
+    def _execute(self, method: Any, sql: str, args: Any) -> None:
+        try:
+            method(sql, args)
+        except self._integrity_error as exc:
+            raise IntegrityError(sql, None, exc) from exc
+        except self._database_error as exc:
+            raise store_failed(exc) from exc
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an exception undoes only what ran inside it."""
+        self.cursor.execute("SAVEPOINT lensforge_op")
+        deferred = len(self._later)
+        try:
+            yield
+        except BaseException:
+            del self._later[deferred:]
+            self.cursor.execute("ROLLBACK TO SAVEPOINT lensforge_op")
+            self.cursor.execute("RELEASE SAVEPOINT lensforge_op")
+            raise
+        self.cursor.execute("RELEASE SAVEPOINT lensforge_op")
 
     def rows(self, statement: Any, params: dict[str, Any], cache: bool = True) -> list[Any]:
         self.run(statement, params, cache)
@@ -68,7 +123,7 @@ class Tx:
         rows = self.rows(statement, params)
         if not rows:
             return []
-        names = [column[0] for column in self.cursor.description]
+        names = tuple(column[0] for column in self.cursor.description)
         decode = self.store.is_sqlite  # SQLite returns JSON as text; psycopg decodes it
         return [record_from_row(dict(zip(names, row, strict=True)), decode) for row in rows]
 

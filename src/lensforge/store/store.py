@@ -1,44 +1,52 @@
 """JobStore: jobs and their events in any SQLAlchemy database (SQLite by default).
 
-Every status change goes through :meth:`JobStore.transition`, a guarded update
+Every status change goes through :func:`_transition`, a guarded update
 (``... WHERE id = ? AND status = ?``) that appends an event row in the same transaction;
 zero rows updated is :class:`~lensforge.errors.IllegalTransition`, never a silent overwrite.
+
+Every write method takes an optional ``tx``: without one it is its own transaction; with one
+(see :meth:`JobStore.batch`) it joins a transaction shared with other writes, so that many
+jobs' changes cost one commit (group commit).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Engine,
     bindparam,
     create_engine,
-    func,
     insert,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from lensforge.errors import Conflict, IllegalTransition, StoreError
 from lensforge.store.dbapi import Compiled, Tx, json_dumps, json_loads
 from lensforge.store.engine import configure_sqlite, redact_url, store_failed
+from lensforge.store.queries import JobQueries
 from lensforge.store.records import Event, JobRecord, NewJob, new_job_id
 from lensforge.store.tables import Status, blob_owners, job_events, jobs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-class JobStore:
+class StoreBusy(StoreError):
+    """Another connection holds the write lock and this one was told not to wait for it."""
+
+
+class JobStore(JobQueries):
     """Thread-safe access to the job tables; one instance per process and database."""
 
     def __init__(self, url: str) -> None:
@@ -86,56 +94,56 @@ class JobStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def ping(self) -> None:
-        with self._read() as conn:
-            conn.execute(select(1))
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def connect(self) -> Any:
+        """A DBAPI connection of this store's pool, for :meth:`batch` callers that keep one."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
+            return self.engine.raw_connection()
+        except SQLAlchemyError as exc:
             raise store_failed(exc) from exc
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                conn.execution_options(lensforge_read=True)
-                yield conn
-        except OperationalError as exc:
-            raise store_failed(exc) from exc
-
-    @contextmanager
-    def _hot(self) -> Iterator[Tx]:
-        """A write transaction on the raw DBAPI connection, for the per-job hot path.
+    def _hot(self, raw: Any = None) -> Iterator[Tx]:
+        """A write transaction on a raw DBAPI connection (the caller's, or one from the pool).
 
         Statements are still SQLAlchemy constructs, compiled once for this dialect; running
         them on the DBAPI cursor skips the per-execution machinery, which costs more than
         SQLite itself takes for these small statements.
         """
-        dbapi = self.engine.dialect.dbapi
-        assert dbapi is not None
-        try:
-            raw = self.engine.raw_connection()
-        except SQLAlchemyError as exc:
-            raise store_failed(exc) from exc
+        dbapi: Any = self.engine.dialect.dbapi
+        own = raw is None
+        if own:
+            raw = self.connect()
         try:
             cursor = raw.cursor()
             if self.is_sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
-            yield Tx(self, cursor)
-            raw.commit()
-        except BaseException as exc:
-            raw.rollback()
-            if isinstance(exc, dbapi.IntegrityError):
-                raise IntegrityError(None, None, exc) from exc
-            if isinstance(exc, dbapi.OperationalError):
-                raise store_failed(exc) from exc
-            raise
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")
+                except dbapi.OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        raise StoreBusy("Another process holds the store's write lock.") from exc
+                    raise
+            try:
+                tx = Tx(self, cursor)
+                yield tx
+                tx.flush()
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+        except dbapi.Error as exc:
+            raise store_failed(exc) from exc  # BEGIN, COMMIT or ROLLBACK itself failed
         finally:
-            raw.close()
+            if own:
+                raw.close()
+
+    @contextmanager
+    def _joined(self, tx: Tx | None) -> Iterator[Tx]:
+        """The caller's transaction, or a new one of our own."""
+        if tx is not None:
+            yield tx
+        else:
+            with self._hot() as own:
+                yield own
 
     def _compile(self, statement: Any, cache: bool = True) -> Compiled:
         key = id(statement)
@@ -145,77 +153,127 @@ class JobStore:
                 dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True}
             )
             order = tuple(c.positiontup) if c.positional and c.positiontup else None
-            compiled = Compiled(str(c), order, dict(c.params))
+            compiled = Compiled.of(str(c), order, dict(c.params))
             if cache:
                 self._compiled[key] = compiled
         return compiled
 
+    # -- group commit ----------------------------------------------------------------------
+
+    def batch(self, ops: Sequence[Callable[[Tx], Any]], *, raw: Any = None) -> list[Any]:
+        """Run every op in one transaction: one commit for all of them (group commit).
+
+        Returns, in order, each op's result, or the exception it raised; a failed op's writes
+        are undone and the others still commit. If the transaction itself
+        fails (the database is down, or with a caller's ``raw`` connection, busy: StoreBusy),
+        it raises and nothing was written.
+        """
+        try:
+            with self._hot(raw) as tx:
+                return [op(tx) for op in ops]
+        except StoreError:
+            raise
+        except Exception as exc:
+            if len(ops) == 1:
+                return [exc]
+        # One op failed and took the batch with it: run them again, a savepoint each, so
+        # that only the failing ones fail. (An op may run twice; only one run commits.)
+        results: list[Any] = []
+        with self._hot(raw) as tx:
+            for op in ops:
+                try:
+                    with tx.savepoint():
+                        results.append(op(tx))
+                except StoreError:
+                    raise  # the database failed: so does the whole batch
+                except Exception as exc:
+                    results.append(exc)
+        return results
+
     # -- writes ----------------------------------------------------------------------------
 
     def create(
-        self, new: NewJob, *, claim_for: str | None = None, lease_s: float = 30.0
+        self,
+        new: NewJob,
+        *,
+        claim_for: str | None = None,
+        lease_s: float = 30.0,
+        tx: Tx | None = None,
     ) -> tuple[JobRecord, bool]:
         """Insert a PENDING job; with an idempotency key, return the existing job instead.
 
         Returns ``(job, created)``. The same key with a different request is a Conflict.
-        With ``claim_for``, the new job is also claimed for that worker in the same
-        transaction (PENDING → RUNNING, both events written): a server with idle capacity
-        saves a round trip.
+        With ``claim_for``, the job is inserted already claimed by that worker (RUNNING,
+        leased, its first attempt counted), and both events (→ PENDING, PENDING → RUNNING)
+        are written in the same transaction: a server with idle capacity saves a round trip
+        and nobody ever sees the job unclaimed.
         """
-        if new.idempotency_key is not None:
-            existing = self._by_idempotency_key(new.owner, new.idempotency_key)
-            if existing is not None:
-                return self._check_same_request(existing, new), False
         now = time.time()
         job_id = new_job_id()
+        claimed = claim_for is not None
         row: dict[str, Any] = {
             "id": job_id,
             "plugin": new.plugin,
             "tool": new.tool,
-            "status": Status.PENDING.value,
+            "status": (Status.RUNNING if claimed else Status.PENDING).value,
             "inputs": new.inputs,
-            "attempts": 0,
+            "result": None,
+            "error": None,
+            "traceback": None,
+            "attempts": 1 if claimed else 0,
             "max_attempts": new.max_attempts,
             "progress": 0.0,
+            "progress_message": None,
             "owner": new.owner,
             "idempotency_key": new.idempotency_key,
             "request_hash": new.request_hash,
             "timeout_s": new.timeout_s,
             "cancel_requested": False,
+            "lease_owner": claim_for,
+            "lease_expires_at": now + lease_s if claimed else None,
             "not_before": new.not_before,
             "created_at": now,
             "updated_at": now,
+            "started_at": now if claimed else None,
+            "finished_at": None,
         }
-        event = {"job_id": row["id"], "from_status": None, "to_status": Status.PENDING.value}
-        try:
-            with self._hot() as tx:
-                tx.run(_INSERT_JOB, row)
-                tx.run(_INSERT_EVENT, {**event, "at": now, "worker": None, "reason": None})
-                if claim_for is not None:
-                    return _claim_one(tx, job_id, claim_for, lease_s, now), True
-        except IntegrityError:
+        with self._joined(tx) as joined:
             if new.idempotency_key is None:
-                raise
-            existing = self._by_idempotency_key(new.owner, new.idempotency_key)
-            if existing is None:
-                raise
-            return self._check_same_request(existing, new), False
-        defaults: dict[str, Any] = {
-            "result": None,
-            "error": None,
-            "traceback": None,
-            "progress_message": None,
-        }
-        defaults |= {"lease_owner": None, "lease_expires_at": None}
-        defaults |= {"started_at": None, "finished_at": None}
-        return JobRecord(**{**row, **defaults, "status": Status.PENDING}), True
+                joined.run(_INSERT_JOB, row)
+            else:
+                existing = self._by_idempotency_key(new.owner, new.idempotency_key, joined)
+                if existing is not None:
+                    return self._check_same_request(existing, new), False
+                try:
+                    with joined.savepoint():  # PostgreSQL aborts a transaction on error
+                        joined.run(_INSERT_JOB, row)
+                except IntegrityError:  # a concurrent twin with the same key won the race
+                    existing = self._by_idempotency_key(new.owner, new.idempotency_key, joined)
+                    if existing is None:
+                        raise
+                    return self._check_same_request(existing, new), False
+            pending = Status.PENDING.value
+            event = {"job_id": job_id, "at": now, "reason": None}
+            joined.later(
+                _INSERT_EVENT, {**event, "from_status": None, "to_status": pending, "worker": None}
+            )
+            if claimed:
+                joined.later(
+                    _INSERT_EVENT,
+                    {
+                        **event,
+                        "from_status": pending,
+                        "to_status": row["status"],
+                        "worker": claim_for,
+                    },
+                )
+        return JobRecord.from_mapping(row), True
 
-    def _by_idempotency_key(self, owner: str, key: str) -> JobRecord | None:
-        with self._read() as conn:
-            row = conn.execute(
-                select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
-            ).first()
-        return JobRecord.from_row(row) if row else None
+    @staticmethod
+    def _by_idempotency_key(owner: str, key: str, tx: Tx) -> JobRecord | None:
+        # Inside the write transaction: a batch sees its own uncommitted jobs too.
+        found = tx.records(_BY_IDEMPOTENCY_KEY, {"owner": owner, "key": key})
+        return found[0] if found else None
 
     @staticmethod
     def _check_same_request(existing: JobRecord, new: NewJob) -> JobRecord:
@@ -236,6 +294,7 @@ class JobStore:
         worker: str | None = None,
         reason: str | None = None,
         owned_by: str | None = None,
+        tx: Tx | None = None,
         **values: Any,
     ) -> JobRecord:
         """Move a job from ``from_status`` to ``to_status``, setting ``values`` too.
@@ -243,19 +302,27 @@ class JobStore:
         With ``owned_by``, the update also requires that the job is still leased to that
         owner (fencing: a worker whose lease was taken over cannot complete the job).
         """
-        with self._hot() as tx:
-            return _transition(tx, job_id, from_status, to_status, worker, reason, owned_by, values)
+        with self._joined(tx) as joined:
+            return _transition(
+                joined, job_id, from_status, to_status, worker, reason, owned_by, values
+            )
 
     def claim(
-        self, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
+        self,
+        worker: str,
+        lease_s: float,
+        limit: int,
+        job_ids: Sequence[str] = (),
+        *,
+        tx: Tx | None = None,
     ) -> list[JobRecord]:
         """Atomically move up to ``limit`` due PENDING jobs to RUNNING, leased to ``worker``.
 
         ``job_ids`` restricts the claim to those jobs (a server claiming the jobs it just
         accepted); without it the oldest due jobs are taken.
         """
-        with self._hot() as tx:
-            return self._claim(tx, worker, lease_s, limit, job_ids)
+        with self._joined(tx) as joined:
+            return self._claim(joined, worker, lease_s, limit, job_ids)
 
     def transition_and_claim(
         self,
@@ -268,14 +335,15 @@ class JobStore:
         limit: int,
         reason: str | None = None,
         owned_by: str | None = None,
+        tx: Tx | None = None,
         **values: Any,
     ) -> tuple[JobRecord, list[JobRecord]]:
         """Finish one job and claim up to ``limit`` more for ``worker``, in one transaction."""
-        with self._hot() as tx:
+        with self._joined(tx) as joined:
             updated = _transition(
-                tx, job_id, from_status, to_status, worker, reason, owned_by, values
+                joined, job_id, from_status, to_status, worker, reason, owned_by, values
             )
-            claimed = self._claim(tx, worker, lease_s, limit) if limit > 0 else []
+            claimed = self._claim(joined, worker, lease_s, limit) if limit > 0 else []
         return updated, claimed
 
     def _claim(
@@ -301,147 +369,51 @@ class JobStore:
         # PostgreSQL: concurrent claimers skip each other's rows instead of queueing on them.
         return query if self.is_sqlite else query.with_for_update(skip_locked=True)
 
-    def renew_leases(self, lease_owner: str, job_ids: Sequence[str], lease_s: float) -> int:
+    def renew_leases(
+        self, lease_owner: str, job_ids: Sequence[str], lease_s: float, *, tx: Tx | None = None
+    ) -> int:
         """Heartbeat: extend the leases ``lease_owner`` still holds; returns how many."""
         if not job_ids:
             return 0
-        with self._write() as conn:
-            result = conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_(job_ids), jobs.c.lease_owner == lease_owner)
-                .where(jobs.c.status == Status.RUNNING.value)
-                .values(lease_expires_at=time.time() + lease_s)
-            )
-        return int(result.rowcount)
+        renewed = 0
+        with self._joined(tx) as joined:
+            for job_id in job_ids:
+                joined.run(
+                    _RENEW_LEASE,
+                    {"job_id": job_id, "owner": lease_owner, "until": time.time() + lease_s},
+                )
+                renewed += max(joined.cursor.rowcount, 0)
+        return renewed
 
     def set_progress(
-        self, job_id: str, fraction: float, message: str | None, lease_owner: str | None = None
-    ) -> bool:
-        query = (
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status == Status.RUNNING.value)
-            .values(progress=fraction, progress_message=message, updated_at=time.time())
-        )
-        if lease_owner is not None:
-            query = query.where(jobs.c.lease_owner == lease_owner)
-        with self._write() as conn:
-            return bool(conn.execute(query).rowcount)
-
-    def request_cancel(self, job_id: str) -> None:
-        with self._write() as conn:
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(cancel_requested=True, updated_at=time.time())
-            )
-
-    # -- reads -----------------------------------------------------------------------------
-
-    def get(self, job_id: str) -> JobRecord | None:
-        raw = self.engine.raw_connection()
-        try:
-            rows = Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})
-            raw.commit()
-        finally:
-            raw.close()
-        return rows[0] if rows else None
-
-    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
-        if not job_ids:
-            return []
-        with self._read() as conn:
-            rows = conn.execute(select(jobs).where(jobs.c.id.in_(job_ids))).all()
-        return [JobRecord.from_row(row) for row in rows]
-
-    def list_jobs(
         self,
+        job_id: str,
+        fraction: float,
+        message: str | None,
+        lease_owner: str | None = None,
         *,
-        status: Status | None = None,
-        plugin: str | None = None,
-        tool: str | None = None,
-        owner: str | None = None,
-        before: str | None = None,
-        limit: int = 50,
-    ) -> list[JobRecord]:
-        """Jobs newest first; ``before`` is the keyset cursor (the last id of the prior page)."""
-        query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
-        if status is not None:
-            query = query.where(jobs.c.status == status.value)
-        if plugin is not None:
-            query = query.where(jobs.c.plugin == plugin)
-        if tool is not None:
-            query = query.where(jobs.c.tool == tool)
-        if owner is not None:
-            query = query.where(jobs.c.owner == owner)
-        if before is not None:
-            query = query.where(jobs.c.id < before)
-        with self._read() as conn:
-            return [JobRecord.from_row(row) for row in conn.execute(query)]
+        tx: Tx | None = None,
+    ) -> bool:
+        statement = _SET_PROGRESS if lease_owner is None else _SET_PROGRESS_OWNED
+        params = {"job_id": job_id, "fraction": fraction, "message": message}
+        params |= {"now": time.time(), "owner": lease_owner}
+        with self._joined(tx) as joined:
+            joined.run(statement, params)
+            return bool(joined.cursor.rowcount)
 
-    def expired_leases(self, now: float | None = None, limit: int = 500) -> list[JobRecord]:
-        """RUNNING jobs whose lease ran out: their worker or machine is gone."""
-        now = time.time() if now is None else now
-        with self._read() as conn:
-            rows = conn.execute(
-                select(jobs)
-                .where(jobs.c.status == Status.RUNNING.value, jobs.c.lease_expires_at < now)
-                .order_by(jobs.c.id)
-                .limit(limit)
-            ).all()
-        return [JobRecord.from_row(row) for row in rows]
+    def request_cancel(self, job_id: str, *, tx: Tx | None = None) -> None:
+        with self._joined(tx) as joined:
+            joined.run(_REQUEST_CANCEL, {"job_id": job_id, "now": time.time()})
 
-    def running_owned_by(self, owner_prefix: str) -> list[JobRecord]:
-        """RUNNING jobs whose lease owner starts with ``owner_prefix`` (a host's workers)."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(jobs).where(
-                    jobs.c.status == Status.RUNNING.value,
-                    jobs.c.lease_owner.startswith(owner_prefix, autoescape=True),
-                )
-            ).all()
-        return [JobRecord.from_row(row) for row in rows]
-
-    def add_blob_owners(self, pairs: Sequence[tuple[str, str]]) -> None:
+    def add_blob_owners(self, pairs: Sequence[tuple[str, str]], *, tx: Tx | None = None) -> None:
         """Record that ``owner`` may read blob ``digest`` (hex), for each pair."""
         if not pairs:
             return
-        with self._write() as conn:
-            for digest, owner in set(pairs):
-                exists = conn.execute(
-                    select(blob_owners.c.digest).where(
-                        blob_owners.c.digest == digest, blob_owners.c.owner == owner
-                    )
-                ).first()
-                if exists is None:
-                    conn.execute(insert(blob_owners).values(digest=digest, owner=owner))
-
-    def owns_blob(self, digest: str, owner: str) -> bool:
-        with self._read() as conn:
-            row = conn.execute(
-                select(blob_owners.c.digest).where(
-                    blob_owners.c.digest == digest, blob_owners.c.owner == owner
-                )
-            ).first()
-        return row is not None
-
-    def count(self, status: Status) -> int:
-        with self._read() as conn:
-            query = select(func.count()).select_from(jobs).where(jobs.c.status == status.value)
-            return int(conn.execute(query).scalar_one())
-
-    def events(self, job_id: str) -> list[Event]:
-        with self._read() as conn:
-            rows = conn.execute(
-                select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
-            ).all()
-        return [Event(**row._mapping) for row in rows]
-
-    def counts(self) -> dict[str, int]:
-        with self._read() as conn:
-            rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
-        counts = {status.value: 0 for status in Status}
-        counts.update({status: int(n) for status, n in rows})
-        return counts
+        with self._joined(tx) as joined:
+            for digest, owner in sorted(set(pairs)):
+                params = {"digest": digest, "owner": owner}
+                if not joined.rows(_BLOB_OWNED, params):
+                    joined.run(_INSERT_BLOB_OWNER, params)
 
 
 # Statements built once: constructing SQLAlchemy statements per call costs more than SQLite.
@@ -452,8 +424,10 @@ _INSERT_EVENT = insert(job_events).values(
         for name in ("job_id", "from_status", "to_status", "at", "worker", "reason")
     }
 )
-_SELECT_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _SELECT_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
+_BY_IDEMPOTENCY_KEY = select(jobs).where(
+    jobs.c.owner == bindparam("owner"), jobs.c.idempotency_key == bindparam("key")
+)
 _CLAIMABLE = (
     select(jobs.c.id)
     .where(jobs.c.status == Status.PENDING.value)
@@ -461,23 +435,49 @@ _CLAIMABLE = (
     .order_by(jobs.c.id)
     .limit(bindparam("limit"))
 )
-
+_RENEW_LEASE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_owner == bindparam("owner"))
+    .where(jobs.c.status == Status.RUNNING.value)
+    .values(lease_expires_at=bindparam("until"))
+)
+_SET_PROGRESS = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.status == Status.RUNNING.value)
+    .values(
+        progress=bindparam("fraction"),
+        progress_message=bindparam("message"),
+        updated_at=bindparam("now"),
+    )
+)
+_SET_PROGRESS_OWNED = _SET_PROGRESS.where(jobs.c.lease_owner == bindparam("owner"))
+_REQUEST_CANCEL = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(cancel_requested=True, updated_at=bindparam("now"))
+)
+_BLOB_OWNED = select(blob_owners.c.digest).where(
+    blob_owners.c.digest == bindparam("digest"), blob_owners.c.owner == bindparam("owner")
+)
+_INSERT_BLOB_OWNER = insert(blob_owners).values(
+    digest=bindparam("digest"), owner=bindparam("owner")
+)
+# The one SQL expression a transition sets: claiming counts an attempt.
+NEXT_ATTEMPT = jobs.c.attempts + 1
 
 _UPDATES: dict[tuple[Any, ...], Any] = {}
 
 
 def _update_statement(values: dict[str, Any], fenced: bool) -> Any:
     """The guarded UPDATE for this set of columns, built once and cached."""
-    key = (
-        fenced,
-        *sorted((k, str(v) if isinstance(v, ColumnElement) else None) for k, v in values.items()),
-    )
+    key = (fenced, *sorted((k, v is NEXT_ATTEMPT) for k, v in values.items()))
     statement = _UPDATES.get(key)
     if statement is None:
-        assignments = {
-            k: (v if isinstance(v, ColumnElement) else bindparam(f"v_{k}"))
-            for k, v in values.items()
-        }
+        assignments: dict[str, Any] = {}
+        for k, v in values.items():
+            if isinstance(v, ColumnElement) and v is not NEXT_ATTEMPT:
+                raise ValueError(f"a transition sets only values and NEXT_ATTEMPT, not {v}")
+            assignments[k] = v if v is NEXT_ATTEMPT else bindparam(f"v_{k}")
         statement = (
             update(jobs)
             .where(jobs.c.id == bindparam("job_id"), jobs.c.status == bindparam("from_status"))
@@ -495,7 +495,7 @@ def _claim_one(tx: Tx, job_id: str, worker: str, lease_s: float, now: float) -> 
         "lease_owner": worker,
         "lease_expires_at": now + lease_s,
         "started_at": now,
-        "attempts": jobs.c.attempts + 1,
+        "attempts": NEXT_ATTEMPT,
     }
     return _transition(tx, job_id, Status.PENDING, Status.RUNNING, worker, None, None, values)
 
@@ -512,7 +512,7 @@ def _transition(
 ) -> JobRecord:
     """The one guarded status update; every status write in LensForge comes through here."""
     now = time.time()
-    params = {f"v_{k}": v for k, v in values.items() if not isinstance(v, ColumnElement)}
+    params = {f"v_{k}": v for k, v in values.items() if v is not NEXT_ATTEMPT}
     params |= {"job_id": job_id, "from_status": from_status.value}
     params |= {"to_status": to_status.value, "now": now, "owned_by": owned_by}
     updated = tx.records(_update_statement(values, owned_by is not None), params)
@@ -527,7 +527,7 @@ def _transition(
             job_id=job_id,
             details={"from": from_status.value, "to": to_status.value, "current": current},
         )
-    tx.run(
+    tx.later(
         _INSERT_EVENT,
         {
             "job_id": job_id,
@@ -541,4 +541,4 @@ def _transition(
     return updated[0]
 
 
-__all__ = ["Event", "JobRecord", "JobStore", "NewJob", "new_job_id"]
+__all__ = ["Event", "JobRecord", "JobStore", "NewJob", "StoreBusy", "new_job_id"]

@@ -1,0 +1,134 @@
+"""Read-only queries over the job tables (the half of the store that changes nothing)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy.exc import OperationalError
+
+from lensforge.store.dbapi import Compiled, Tx
+from lensforge.store.engine import store_failed
+from lensforge.store.records import Event, JobRecord
+from lensforge.store.tables import Status, blob_owners, job_events, jobs
+
+
+class JobQueries:
+    """Reads of jobs, events and blob ownership; :class:`~lensforge.store.JobStore` adds writes."""
+
+    engine: Engine
+    is_sqlite: bool
+
+    def _compile(self, statement: Any, cache: bool = True) -> Compiled:
+        raise NotImplementedError
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(lensforge_read=True)
+                yield conn
+        except OperationalError as exc:
+            raise store_failed(exc) from exc
+
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.execute(select(1))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self.engine.raw_connection()
+        try:
+            rows = Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})
+            raw.commit()
+        finally:
+            raw.close()
+        return rows[0] if rows else None
+
+    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        if not job_ids:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.id.in_(job_ids))).all()
+        return [JobRecord.from_row(row) for row in rows]
+
+    def list_jobs(
+        self,
+        *,
+        status: Status | None = None,
+        plugin: str | None = None,
+        tool: str | None = None,
+        owner: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        """Jobs newest first; ``before`` is the keyset cursor (the last id of the prior page)."""
+        query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(jobs.c.status == status.value)
+        if plugin is not None:
+            query = query.where(jobs.c.plugin == plugin)
+        if tool is not None:
+            query = query.where(jobs.c.tool == tool)
+        if owner is not None:
+            query = query.where(jobs.c.owner == owner)
+        if before is not None:
+            query = query.where(jobs.c.id < before)
+        with self._read() as conn:
+            return [JobRecord.from_row(row) for row in conn.execute(query)]
+
+    def expired_leases(self, now: float | None = None, limit: int = 500) -> list[JobRecord]:
+        """RUNNING jobs whose lease ran out: their worker or machine is gone."""
+        now = time.time() if now is None else now
+        with self._read() as conn:
+            rows = conn.execute(
+                select(jobs)
+                .where(jobs.c.status == Status.RUNNING.value, jobs.c.lease_expires_at < now)
+                .order_by(jobs.c.id)
+                .limit(limit)
+            ).all()
+        return [JobRecord.from_row(row) for row in rows]
+
+    def running_owned_by(self, owner_prefix: str) -> list[JobRecord]:
+        """RUNNING jobs whose lease owner starts with ``owner_prefix`` (a host's workers)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(jobs).where(
+                    jobs.c.status == Status.RUNNING.value,
+                    jobs.c.lease_owner.startswith(owner_prefix, autoescape=True),
+                )
+            ).all()
+        return [JobRecord.from_row(row) for row in rows]
+
+    def owns_blob(self, digest: str, owner: str) -> bool:
+        with self._read() as conn:
+            row = conn.execute(
+                select(blob_owners.c.digest).where(
+                    blob_owners.c.digest == digest, blob_owners.c.owner == owner
+                )
+            ).first()
+        return row is not None
+
+    def count(self, status: Status) -> int:
+        with self._read() as conn:
+            query = select(func.count()).select_from(jobs).where(jobs.c.status == status.value)
+            return int(conn.execute(query).scalar_one())
+
+    def events(self, job_id: str) -> list[Event]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+            ).all()
+        return [Event(**row._mapping) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
+        counts = {status.value: 0 for status in Status}
+        counts.update({status: int(n) for status, n in rows})
+        return counts
+
+
+_SELECT_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
