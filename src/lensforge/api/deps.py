@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
+from fastapi.routing import APIRoute
 
 from lensforge.errors import ValidationError
 from lensforge.execution.analysis import AnalysisExecutionService
@@ -68,6 +70,20 @@ IDEMPOTENCY_KEY_DOC: dict[str, Any] = {
     "description": "Same key and body: same job.",
     "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
 }
+
+
+class RequestRoute(APIRoute):
+    """A route whose endpoint takes the Request and returns a Response, nothing else.
+
+    FastAPI's per-call machinery (dependency solving, parameter and response validation)
+    is skipped, so the endpoint reads what it needs itself; its OpenAPI entry comes from the
+    route's ``openapi_extra``. For the few routes where that machinery costs more than the
+    work (the analysis routes).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+        return endpoint
 
 
 def analysis_of(request: Request) -> AnalysisExecutionService:

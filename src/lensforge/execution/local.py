@@ -6,12 +6,15 @@ call that ignores ``ctx.cancelled`` for longer than the grace period, costs the 
 SIGKILL; a worker that dies (segfault, ``os._exit``, OOM kill) costs only its current call
 (``worker_lost``). Either way a fresh worker replaces it and the server carries on.
 
-**Pipelining.** While every worker is busy with calls that usually take only a few
-milliseconds, a worker is handed its next call before it finishes the current one, so that
-it never sits idle while the server turns the last answer around. Only short calls are
-pipelined (by the running average of recent call times), so a queued call never waits
-behind a long one; its time limit starts when it starts. A queued call that is cancelled is
-skipped by its worker; one whose worker dies before reaching it runs on another worker.
+**Pipelining.** While every worker is busy, a worker may be handed its next calls before it
+finishes the current one, as long as what it holds adds up to less than
+``PIPELINE_BUDGET_S`` of work at the running average call time: up to 16 no-op calls, two
+20 ms calls, a single long one. The worker never sits idle while the server turns an answer
+around, and, what matters most for short calls, the server and its workers take turns on
+the CPU once per batch of calls rather than once per call (a process switch costs more
+than a short call). A queued call waits for at most about that budget; its time limit
+starts when it starts; if it is cancelled, its worker skips it; if its worker dies first,
+it runs on another worker.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ log = logging.getLogger(__name__)
 # Thread pools of numeric libraries, sized to one thread: a worker runs one job at a time and
 # there is a worker per core (an operator's own setting of these is kept).
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-PIPELINE_DEPTH = 2  # calls handed to one worker at a time, the running one included
-PIPELINE_BELOW_S = 0.02  # pipeline only while calls take less than this, on average
+PIPELINE_BUDGET_S = 0.02  # of queued work a worker may hold besides the call it runs
+PIPELINE_MAX = 16  # calls a worker may hold, the running one included
 _AVERAGE_WEIGHT = 0.05  # of the newest call in the running average of call times
 
 
@@ -106,16 +109,17 @@ class LocalExecutor:
         self._stopping = False
         self._spawning: set[asyncio.Task[None]] = set()
         self._handing: set[asyncio.Future[None]] = set()  # calls moved off a dead worker
-        self._average_s = PIPELINE_BELOW_S * 10  # unknown until calls were seen: long
+        self._average_s = PIPELINE_BUDGET_S * 10  # unknown until calls were seen: long
 
     @property
     def capacity(self) -> int:
         """Calls that can be handed out at once: more than the workers while pipelining."""
-        return self.size * (PIPELINE_DEPTH if self._pipelining else 1)
+        return self.size * self._depth
 
     @property
-    def _pipelining(self) -> bool:
-        return self._average_s < PIPELINE_BELOW_S
+    def _depth(self) -> int:
+        """Calls one worker may hold now (see Pipelining, above)."""
+        return min(PIPELINE_MAX, 1 + int(PIPELINE_BUDGET_S / max(self._average_s, 1e-6)))
 
     # -- pool ------------------------------------------------------------------------------
 
@@ -327,7 +331,7 @@ class LocalExecutor:
                     self._on_death(worker)  # settles or re-hands its calls
 
     def _pick(self) -> _Worker | None:
-        depth = PIPELINE_DEPTH if self._pipelining else 1
+        depth = self._depth
         candidates = [
             w for w in self._workers if w.alive and not w.retired and len(w.calls) < depth
         ]

@@ -11,13 +11,15 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.exc import IntegrityError
 
 from lensforge.store.engine import store_failed
-from lensforge.store.records import JobRecord
+from lensforge.store.records import JOB_FIELDS, JobRecord
+from lensforge.store.tables import Status
 
 if TYPE_CHECKING:
     from lensforge.store.queries import JobQueries
@@ -80,10 +82,13 @@ class Tx:
         compiled = self.store._compile(statement, cache)
         self._execute(self.cursor.execute, compiled.sql, self._args(compiled, params))
 
-    def later(self, statement: Any, params: dict[str, Any]) -> None:
-        """Run an insert at commit time, together with the others of its kind (one call)."""
+    def later(self, statement: Any, names: tuple[str, ...], values: tuple[Any, ...]) -> None:
+        """Run an insert of ``values`` (for the bind parameters ``names``) at commit time,
+        together with the others of its kind: one driver call for all of them."""
         compiled = self.store._compile(statement)
-        self._later.append((compiled, self._args(compiled, params)))
+        if compiled.order != names or compiled.json_params:
+            values = self._args(compiled, dict(zip(names, values, strict=True)))
+        self._later.append((compiled, values))
 
     def flush(self) -> None:
         """Run the deferred inserts, in the order they were asked for."""
@@ -123,8 +128,10 @@ class Tx:
         rows = self.rows(statement, params)
         if not rows:
             return []
-        names = tuple(column[0] for column in self.cursor.description)
         decode = self.store.is_sqlite  # SQLite returns JSON as text; psycopg decodes it
+        names = tuple(map(itemgetter(0), self.cursor.description))
+        if names == JOB_FIELDS:  # every job column, in the record's order
+            return [record_from_values(list(row), decode) for row in rows]
         return [record_from_row(dict(zip(names, row, strict=True)), decode) for row in rows]
 
 
@@ -133,3 +140,19 @@ def record_from_row(data: dict[str, Any], decode_json: bool) -> JobRecord:
         for column in _JSON_COLUMNS:
             data[column] = json_loads(data[column])
     return JobRecord.from_mapping(data)
+
+
+_STATUS = JOB_FIELDS.index("status")
+_CANCEL_REQUESTED = JOB_FIELDS.index("cancel_requested")
+_JSON_INDEXES = tuple(JOB_FIELDS.index(column) for column in _JSON_COLUMNS)
+
+
+def record_from_values(values: list[Any], decode_json: bool) -> JobRecord:
+    """A record from a row of every job column in :data:`JOB_FIELDS` order (the hot path)."""
+    if decode_json:
+        for index in _JSON_INDEXES:
+            if values[index] is not None:
+                values[index] = json_loads(values[index])
+    values[_STATUS] = Status(values[_STATUS])
+    values[_CANCEL_REQUESTED] = bool(values[_CANCEL_REQUESTED])  # SQLite gives 0/1
+    return JobRecord(*values)

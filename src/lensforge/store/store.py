@@ -46,6 +46,26 @@ class StoreBusy(StoreError):
     """Another connection holds the write lock and this one was told not to wait for it."""
 
 
+class _Joined:
+    """``with store._joined(tx) as tx:`` the caller's transaction, or a new one."""
+
+    __slots__ = ("_own", "_store", "_tx")
+
+    def __init__(self, store: JobStore, tx: Tx | None) -> None:
+        self._store, self._tx = store, tx
+        self._own: Any = None
+
+    def __enter__(self) -> Tx:
+        if self._tx is not None:
+            return self._tx
+        self._own = self._store._hot()
+        tx: Tx = self._own.__enter__()
+        return tx
+
+    def __exit__(self, *exc: Any) -> Any:
+        return None if self._own is None else self._own.__exit__(*exc)
+
+
 class JobStore(JobQueries):
     """Thread-safe access to the job tables; one instance per process and database."""
 
@@ -136,14 +156,9 @@ class JobStore(JobQueries):
             if own:
                 raw.close()
 
-    @contextmanager
-    def _joined(self, tx: Tx | None) -> Iterator[Tx]:
+    def _joined(self, tx: Tx | None) -> _Joined:
         """The caller's transaction, or a new one of our own."""
-        if tx is not None:
-            yield tx
-        else:
-            with self._hot() as own:
-                yield own
+        return _Joined(self, tx)
 
     def _compile(self, statement: Any, cache: bool = True) -> Compiled:
         key = id(statement)
@@ -252,20 +267,11 @@ class JobStore(JobQueries):
                     if existing is None:
                         raise
                     return self._check_same_request(existing, new), False
-            pending = Status.PENDING.value
-            event = {"job_id": job_id, "at": now, "reason": None}
-            joined.later(
-                _INSERT_EVENT, {**event, "from_status": None, "to_status": pending, "worker": None}
-            )
+            pending = _VALUES[Status.PENDING]
+            joined.later(_INSERT_EVENT, _EVENT, (job_id, None, pending, now, None, None))
             if claimed:
                 joined.later(
-                    _INSERT_EVENT,
-                    {
-                        **event,
-                        "from_status": pending,
-                        "to_status": row["status"],
-                        "worker": claim_for,
-                    },
+                    _INSERT_EVENT, _EVENT, (job_id, pending, row["status"], now, claim_for, None)
                 )
         return JobRecord.from_mapping(row), True
 
@@ -418,12 +424,8 @@ class JobStore(JobQueries):
 
 # Statements built once: constructing SQLAlchemy statements per call costs more than SQLite.
 _INSERT_JOB = insert(jobs)
-_INSERT_EVENT = insert(job_events).values(
-    {
-        name: bindparam(name)
-        for name in ("job_id", "from_status", "to_status", "at", "worker", "reason")
-    }
-)
+_EVENT = ("job_id", "from_status", "to_status", "at", "worker", "reason")
+_INSERT_EVENT = insert(job_events).values({name: bindparam(name) for name in _EVENT})
 _SELECT_STATUS = select(jobs.c.status).where(jobs.c.id == bindparam("job_id"))
 _BY_IDEMPOTENCY_KEY = select(jobs).where(
     jobs.c.owner == bindparam("owner"), jobs.c.idempotency_key == bindparam("key")
@@ -462,6 +464,7 @@ _BLOB_OWNED = select(blob_owners.c.digest).where(
 _INSERT_BLOB_OWNER = insert(blob_owners).values(
     digest=bindparam("digest"), owner=bindparam("owner")
 )
+_VALUES = {status: status.value for status in Status}  # cheaper than .value on the hot path
 # The one SQL expression a transition sets: claiming counts an attempt.
 NEXT_ATTEMPT = jobs.c.attempts + 1
 
@@ -513,8 +516,9 @@ def _transition(
     """The one guarded status update; every status write in LensForge comes through here."""
     now = time.time()
     params = {f"v_{k}": v for k, v in values.items() if v is not NEXT_ATTEMPT}
-    params |= {"job_id": job_id, "from_status": from_status.value}
-    params |= {"to_status": to_status.value, "now": now, "owned_by": owned_by}
+    before, after = _VALUES[from_status], _VALUES[to_status]
+    params |= {"job_id": job_id, "from_status": before}
+    params |= {"to_status": after, "now": now, "owned_by": owned_by}
     updated = tx.records(_update_statement(values, owned_by is not None), params)
     if not updated:
         found = tx.rows(_SELECT_STATUS, {"job_id": job_id})
@@ -527,17 +531,7 @@ def _transition(
             job_id=job_id,
             details={"from": from_status.value, "to": to_status.value, "current": current},
         )
-    tx.later(
-        _INSERT_EVENT,
-        {
-            "job_id": job_id,
-            "from_status": from_status.value,
-            "to_status": to_status.value,
-            "at": now,
-            "worker": worker,
-            "reason": reason,
-        },
-    )
+    tx.later(_INSERT_EVENT, _EVENT, (job_id, before, after, now, worker, reason))
     return updated[0]
 
 

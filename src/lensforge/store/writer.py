@@ -50,14 +50,16 @@ class StoreWriter:
         self._scheduled = False
         self._in_flight = 0  # batches running on threads
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: Any = None  # the event loop's own SQLite connection
+        self._pooled: Any = None  # the event loop's own SQLite connection (pool checkout)
+        self._conn: Any = None  # ... and the driver's connection inside it
         self._checkpointer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.inline:
-            self._conn = self.store.connect()
+            self._pooled = self.store.connect()
+            self._conn = self._pooled.dbapi_connection  # no pool proxy on the hot path
             cursor = self._conn.cursor()
             cursor.execute("PRAGMA busy_timeout = 0")  # never wait on the loop: see above
             cursor.execute("PRAGMA wal_autocheckpoint = 0")
@@ -75,10 +77,10 @@ class StoreWriter:
             self._idle.clear()
             self._schedule()
             await self._idle.wait()
-        if self._conn is not None:
+        if self._pooled is not None:
             with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+                self._pooled.invalidate()  # its pragmas are ours: not back into the pool
+            self._pooled = self._conn = None
         self._pool.shutdown(wait=True)
 
     async def run(self, op: Callable[[Tx], T]) -> T:

@@ -10,14 +10,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.datastructures import UploadFile
 
-from lensforge.api.deps import IDEMPOTENCY_KEY_DOC, analysis_of, caller_of, idempotency_key_of
+from lensforge.api.deps import (
+    IDEMPOTENCY_KEY_DOC,
+    RequestRoute,
+    analysis_of,
+    caller_of,
+    idempotency_key_of,
+)
 from lensforge.api.responses import FastJSONResponse, error_response
 from lensforge.errors import ValidationError, from_envelope
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
 from lensforge.security.keys import Caller
 from lensforge.store import Status
 
-router = APIRouter(prefix="/v1", tags=["analysis"])
+router = APIRouter(prefix="/v1", tags=["analysis"], route_class=RequestRoute)
 
 
 class AnalyzeBody(BaseModel):
