@@ -48,7 +48,9 @@ class Metrics:
 
     def record(self, plugin: str, tool: str, duration_s: float, error_code: str | None) -> None:
         with self._lock:
-            entry = self._tools.setdefault((plugin, tool), ToolMetrics())
+            entry = self._tools.get((plugin, tool))
+            if entry is None:
+                entry = self._tools[(plugin, tool)] = ToolMetrics()
             entry.calls += 1
             if error_code is None:
                 entry.successes += 1

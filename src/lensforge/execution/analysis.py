@@ -76,9 +76,13 @@ class AnalysisExecutionService:
             timeout_s = self._timeout(request.timeout_s)
         except LensForgeError as exc:
             raise exc.bind(plugin=spec.plugin, tool=spec.name) from None
-        digest = hashlib.sha256(
-            orjson.dumps([spec.plugin, spec.name, inputs, timeout_s], option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()
+        digest = None  # only an idempotent retry needs to know it is the same request
+        if request.idempotency_key is not None:
+            digest = hashlib.sha256(
+                orjson.dumps(
+                    [spec.plugin, spec.name, inputs, timeout_s], option=orjson.OPT_SORT_KEYS
+                )
+            ).hexdigest()
         return NewJob(
             plugin=spec.plugin,
             tool=spec.name,
@@ -92,6 +96,14 @@ class AnalysisExecutionService:
 
     async def submit(self, request: AnalysisRequest) -> tuple[JobRecord, bool]:
         """Create the job and return it at once (async analysis)."""
+        return await self.jobs.submit(await self._checked(request))
+
+    async def analyze(self, request: AnalysisRequest, wait_s: float | None = None) -> JobRecord:
+        """Create the job and wait for it to finish (sync analysis)."""
+        wait_s = self.sync_wait_s if wait_s is None else wait_s
+        return await self.jobs.submit_and_wait(await self._checked(request), wait_s)
+
+    async def _checked(self, request: AnalysisRequest) -> NewJob:
         if not request.admin:
             for digest in blob_refs(request.inputs):  # a blob named by reference must be yours
                 if not await self.jobs.owns_blob(digest, request.owner):
@@ -99,14 +111,7 @@ class AnalysisExecutionService:
                         "The inputs name a blob this caller has not uploaded.",
                         details={"blob": f"sha256:{digest}"},
                     )
-        new = await self._prepare(request)
-        return await self.jobs.submit(new)
-
-    async def analyze(self, request: AnalysisRequest, wait_s: float | None = None) -> JobRecord:
-        """Create the job and wait for it to finish (sync analysis)."""
-        job, _ = await self.submit(request)
-        wait_s = self.sync_wait_s if wait_s is None else wait_s
-        return await self.jobs.wait(job.id, wait_s, current=job)
+        return await self._prepare(request)
 
     async def _prepare(self, request: AnalysisRequest) -> NewJob:
         if request.uploads or any(

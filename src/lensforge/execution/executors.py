@@ -12,7 +12,6 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from lensforge.errors import Timeout
@@ -22,25 +21,39 @@ from lensforge.plugin import ToolContext
 ProgressCallback = Callable[[float, str | None], None]
 
 
-@dataclass
 class CallControl:
     """The caller's handles on a running call: cancel it, hear its progress."""
 
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    on_progress: ProgressCallback | None = None
-    _listeners: list[Callable[[], None]] = field(default_factory=list)
+    __slots__ = ("_event", "_listeners", "cancelled", "on_progress")
+
+    def __init__(self, on_progress: ProgressCallback | None = None) -> None:
+        self.on_progress = on_progress
+        self.cancelled = False
+        self._event: threading.Event | None = None  # made when a thread needs to see it
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """An event set on cancel, for tools running on threads of this process."""
+        if self._event is None:
+            self._event = threading.Event()
+            if self.cancelled:
+                self._event.set()
+        return self._event
 
     def cancel(self) -> None:
         """Ask the call to stop (``ctx.cancelled`` turns true; executors may enforce it)."""
-        if not self.cancel_event.is_set():
-            self.cancel_event.set()
+        if not self.cancelled:
+            self.cancelled = True
+            if self._event is not None:
+                self._event.set()
             for listener in self._listeners:
                 listener()
 
     def add_cancel_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` on cancel (at once if the call is already cancelled)."""
         self._listeners.append(listener)
-        if self.cancel_event.is_set():
+        if self.cancelled:
             listener()
 
 

@@ -43,7 +43,6 @@ from lensforge.store.writer import StoreWriter
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PROGRESS_INTERVAL_S = 0.25
-FINISHED_MEMORY_S = 2.0  # how long a finished job stays at hand for a late wait()
 
 
 @dataclass
@@ -86,8 +85,7 @@ class JobExecutionService:
         )
         self._writer = StoreWriter(store)
         self._running: dict[str, _Running] = {}
-        self._waiters: dict[str, list[asyncio.Future[JobRecord]]] = {}
-        self._finished: dict[str, JobRecord] = {}  # just finished here: no lost wake-ups
+        self._waiters: dict[str, list[asyncio.Future[JobRecord | None]]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
@@ -178,6 +176,17 @@ class JobExecutionService:
 
         Past ``max_queue`` PENDING jobs, answers RateLimited (429) instead of growing.
         """
+        job, created, _ = await self._submit(new, watch=False)
+        return job, created
+
+    async def submit_and_wait(self, new: NewJob, timeout_s: float) -> JobRecord:
+        """Submit, then :meth:`wait`: the job once terminal, or as it stands at the timeout."""
+        job, _, waiter = await self._submit(new, watch=True)
+        return await self.wait(job.id, timeout_s, current=job, waiter=waiter)
+
+    async def _submit(
+        self, new: NewJob, *, watch: bool
+    ) -> tuple[JobRecord, bool, asyncio.Future[JobRecord | None] | None]:
         if self._pending_estimate >= self.max_queue:
             self._pending_estimate = await self._db(self.store.count, Status.PENDING)
             if self._pending_estimate >= self.max_queue:
@@ -204,17 +213,29 @@ class JobExecutionService:
 
         if claim_for is not None:
             self._reserved += 1
+        waiter = asyncio.get_running_loop().create_future() if watch else None
         future = self._writer.submit(create)
         # Started here, not by the caller: a claimed job runs even if its caller goes away.
-        future.add_done_callback(partial(self._created, claimed=claim_for is not None))
-        return await asyncio.shield(future)
+        future.add_done_callback(
+            partial(self._created, claimed=claim_for is not None, waiter=waiter)
+        )
+        job, created = await asyncio.shield(future)
+        return job, created, waiter if created else None
 
-    def _created(self, future: asyncio.Future[tuple[JobRecord, bool]], *, claimed: bool) -> None:
+    def _created(
+        self,
+        future: asyncio.Future[tuple[JobRecord, bool]],
+        *,
+        claimed: bool,
+        waiter: asyncio.Future[JobRecord | None] | None,
+    ) -> None:
         if claimed:
             self._reserved -= 1
         if future.cancelled() or future.exception() is not None:
             return
         job, created = future.result()
+        if created and waiter is not None:  # before it can start, so no wake-up is missed
+            self._waiters.setdefault(job.id, []).append(waiter)
         if created and job.status is Status.RUNNING:
             self._start(job)
         elif created:
@@ -225,19 +246,27 @@ class JobExecutionService:
         return self.plugins.capacity - len(self._running) - self._reserved
 
     async def wait(
-        self, job_id: str, timeout_s: float, *, current: JobRecord | None = None
+        self,
+        job_id: str,
+        timeout_s: float,
+        *,
+        current: JobRecord | None = None,
+        waiter: asyncio.Future[JobRecord | None] | None = None,
     ) -> JobRecord:
         """The job once terminal, or as it stands when ``timeout_s`` runs out.
 
-        ``current`` is the job as the caller just saw it, saving the first read.
+        ``current`` is the job as the caller just saw it, saving the first read; ``waiter``
+        a future already registered for it (see :meth:`submit_and_wait`).
         """
         deadline = time.monotonic() + timeout_s
         loop = asyncio.get_running_loop()
         while True:
-            future: asyncio.Future[JobRecord] = loop.create_future()
-            self._waiters.setdefault(job_id, []).append(future)
+            future = waiter or loop.create_future()
+            if waiter is None:
+                self._waiters.setdefault(job_id, []).append(future)
+            waiter = None
             try:
-                job = self._finished.get(job_id) or current or await self.get(job_id)
+                job = current or await self.get(job_id)
                 current = None
                 if job.status in TERMINAL:
                     return job
@@ -245,11 +274,11 @@ class JobExecutionService:
                 if remaining <= 0:
                     return job
                 # Finished here: the future fires. Finished by another process: poll again.
-                done, _ = await asyncio.wait(
-                    {future}, timeout=min(remaining, self.poll_interval_s * 2)
-                )
-                if done:
-                    return future.result()
+                timer = loop.call_later(min(remaining, self.poll_interval_s * 2), _expire, future)
+                finished = await future
+                timer.cancel()
+                if finished is not None:
+                    return finished
             finally:
                 waiters = self._waiters.get(job_id, [])
                 if future in waiters:
@@ -363,10 +392,6 @@ class JobExecutionService:
     def _after_transition(self, job: JobRecord, updated: JobRecord) -> None:
         """Wake waiters, schedule a retry."""
         if updated.status in TERMINAL:
-            self._finished[job.id] = updated
-            asyncio.get_running_loop().call_later(
-                FINISHED_MEMORY_S, self._finished.pop, job.id, None
-            )
             for future in self._waiters.pop(job.id, []):
                 if not future.done():
                     future.set_result(updated)
@@ -524,6 +549,11 @@ class JobExecutionService:
                 log.exception(
                     "lease maintenance failed", extra={"event": "lease_maintenance_failed"}
                 )
+
+
+def _expire(future: asyncio.Future[JobRecord | None]) -> None:
+    if not future.done():
+        future.set_result(None)  # the wait ran out; the job is read again
 
 
 # Write operations for the StoreWriter: each a function of the shared transaction.

@@ -282,7 +282,7 @@ class LocalExecutor:
             )
             calls[0].settle(_error(lost, running))
         for queued in calls[1:]:  # never started: cancelled ones end, the others run elsewhere
-            if queued.control.cancel_event.is_set():
+            if queued.control.cancelled:
                 queued.settle(_error(Cancelled(), queued.call))
             elif not queued.future.done():
                 task = asyncio.ensure_future(self._hand_out(queued))
@@ -345,7 +345,7 @@ class LocalExecutor:
             handed.timers.append(
                 loop.call_later(handed.call.timeout_s, self._time_out, worker, handed)
             )
-        if handed.control.cancel_event.is_set():
+        if handed.control.cancelled:
             handed.timers.append(
                 loop.call_later(self.cancel_grace_s, self._force_cancel, worker, handed)
             )

@@ -95,7 +95,7 @@ class PluginExecutionService:
         finally:
             if record is not None:
                 record.active -= 1
-        return self.verdict(job, outcome, cancelled=control.cancel_event.is_set())
+        return self.verdict(job, outcome, cancelled=control.cancelled)
 
     def verdict(self, job: JobRecord, outcome: Outcome, *, cancelled: bool) -> Verdict:
         now = time.time()

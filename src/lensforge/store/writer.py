@@ -36,6 +36,7 @@ Op = Callable[[Tx], Any]
 
 MAX_BATCH = 256  # operations per transaction
 CHECKPOINT_INTERVAL_S = 1.0
+RESTART_FRAMES = 4096  # pages in the WAL (4 KiB each) past which it is restarted
 
 
 class StoreWriter:
@@ -170,6 +171,12 @@ class StoreWriter:
     def _checkpoint(self) -> None:
         raw = self.store.connect()
         try:
-            raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cursor = raw.cursor()
+            _, frames, _ = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= RESTART_FRAMES:
+                # Writes never pause for a passive checkpoint, so it never catches up with
+                # them and the WAL would grow for ever: now and then make them wait (in a
+                # queue, not on the loop) while the log is emptied and starts over.
+                cursor.execute("PRAGMA wal_checkpoint(RESTART)")
         finally:
             raw.close()
