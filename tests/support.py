@@ -155,6 +155,12 @@ class Chaos(Plugin):
         os._exit(3)
 
     @tool
+    def crash_after(self, seconds: float = 0.5) -> dict[str, bool]:
+        """Work a while, then leave the process at once."""
+        time.sleep(seconds)
+        os._exit(4)
+
+    @tool
     def allocate(self, megabytes: int = 8192) -> dict[str, int]:
         """Allocate (and touch) far more memory than a worker may have."""
         block = bytearray(megabytes * 1024 * 1024)

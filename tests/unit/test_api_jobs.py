@@ -375,6 +375,21 @@ def test_prometheus_metrics(client: TestClient) -> None:
     assert "lensforge_jobs" in text
 
 
+def _counter(text: str, name: str) -> float:
+    (line,) = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+def test_store_write_counters(client: TestClient) -> None:
+    before = client.get("/metrics").text
+    analyze(client, "single", value=1)  # a job: created, then finished: two writes
+    after = client.get("/metrics").text
+    writes = _counter(after, "lensforge_store_writes_total")
+    assert writes - _counter(before, "lensforge_store_writes_total") >= 2
+    transactions = _counter(after, "lensforge_store_transactions_total")
+    assert 1 <= transactions <= writes
+
+
 def test_docs_and_openapi(client: TestClient) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200

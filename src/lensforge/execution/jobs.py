@@ -169,6 +169,11 @@ class JobExecutionService:
     async def ping(self) -> None:
         await self._db(self.store.ping)
 
+    @property
+    def write_stats(self) -> tuple[int, int]:
+        """Store transactions run so far, and the writes they carried (group commit)."""
+        return self._writer.transactions, self._writer.writes
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def submit(self, new: NewJob) -> tuple[JobRecord, bool]:

@@ -109,6 +109,8 @@ class LocalExecutor:
         self._stopping = False
         self._spawning: set[asyncio.Task[None]] = set()
         self._handing: set[asyncio.Future[None]] = set()  # calls moved off a dead worker
+        self.pipelined = 0  # calls handed to a worker that was still busy
+        self.moved = 0  # queued calls moved off a worker that died before starting them
         self._average_s = PIPELINE_BUDGET_S * 10  # unknown until calls were seen: long
 
     @property
@@ -285,6 +287,7 @@ class LocalExecutor:
             if queued.control.cancelled:
                 queued.settle(_error(Cancelled(), queued.call))
             elif not queued.future.done():
+                self.moved += 1
                 task = asyncio.ensure_future(self._hand_out(queued))
                 self._handing.add(task)
                 task.add_done_callback(self._handing.discard)
@@ -318,6 +321,8 @@ class LocalExecutor:
         worker.outbox.append(handed.call)
         if len(worker.calls) == 1:
             self._started(worker, handed)
+        else:
+            self.pipelined += 1
         handed.control.add_cancel_listener(lambda: self._cancel(worker, handed))
 
     def _write_outboxes(self) -> None:

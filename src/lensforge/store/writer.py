@@ -3,7 +3,7 @@
 Coroutines hand :class:`StoreWriter` a write operation (a function of the transaction, such as
 ``lambda tx: store.create(new, tx=tx)``) and await its result. Operations queued during one
 turn of the event loop run together in one :meth:`JobStore.batch`: one commit for all of
-them, with a savepoint each, so one operation's failure is its own.
+them, and one operation's failure is its own.
 
 Where the batch runs depends on the database:
 
@@ -12,7 +12,10 @@ Where the batch runs depends on the database:
   that needs the GIL back after every statement waits on a busy event loop. This connection
   never waits for the write lock: if another process holds it, the batch (and those behind
   it, in order) goes to a thread that waits. Its WAL is checkpointed by a background thread,
-  so that the fsync a checkpoint makes never stalls the loop.
+  so that the copying and the fsync a checkpoint makes never stall the loop; once the log
+  passes ``restart_frames`` pages the loop starts it over between two batches (the few
+  pages left to copy, one fsync), which passive checkpoints alone never do under steady
+  writes.
 - **Other databases** (PostgreSQL): on a few threads, a batch each at a time, since every
   statement is a network round trip.
 """
@@ -42,8 +45,20 @@ RESTART_FRAMES = 4096  # pages in the WAL (4 KiB each) past which it is restarte
 class StoreWriter:
     """Runs write operations on a :class:`JobStore` in batches; see the module docstring."""
 
-    def __init__(self, store: JobStore, *, threads: int = 4, inline: bool | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        threads: int = 4,
+        inline: bool | None = None,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+        restart_frames: int = RESTART_FRAMES,
+    ) -> None:
         self.store = store
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.restart_frames = restart_frames
+        self.transactions = 0  # batches run (one transaction each)
+        self.writes = 0  # operations in them
         self.inline = store.is_sqlite if inline is None else inline
         self.threads = 1 if store.is_sqlite else max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lensforge-db-write")
@@ -54,6 +69,7 @@ class StoreWriter:
         self._pooled: Any = None  # the event loop's own SQLite connection (pool checkout)
         self._conn: Any = None  # ... and the driver's connection inside it
         self._checkpointer: asyncio.Task[None] | None = None
+        self._restart_wanted = False
         self._idle = asyncio.Event()
 
     async def start(self) -> None:
@@ -104,6 +120,8 @@ class StoreWriter:
 
     def _take(self) -> list[tuple[Op, asyncio.Future[Any]]]:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        self.transactions += 1
+        self.writes += len(batch)
         return batch
 
     def _flush(self) -> None:
@@ -119,6 +137,8 @@ class StoreWriter:
                 except Exception as exc:
                     results = [exc] * len(batch)
                 self._deliver(batch, results)
+                if self._restart_wanted:
+                    self._restart()
             elif self._in_flight < self.threads:
                 self._to_thread(self._take())
             else:
@@ -160,7 +180,7 @@ class StoreWriter:
     async def _checkpoint_loop(self) -> None:
         assert self._loop is not None
         while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            await asyncio.sleep(self.checkpoint_interval_s)
             try:
                 await self._loop.run_in_executor(self._pool, self._checkpoint)
             except StoreError:
@@ -171,12 +191,21 @@ class StoreWriter:
     def _checkpoint(self) -> None:
         raw = self.store.connect()
         try:
-            cursor = raw.cursor()
-            _, frames, _ = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames >= RESTART_FRAMES:
-                # Writes never pause for a passive checkpoint, so it never catches up with
-                # them and the WAL would grow for ever: now and then make them wait (in a
-                # queue, not on the loop) while the log is emptied and starts over.
-                cursor.execute("PRAGMA wal_checkpoint(RESTART)")
+            _, frames, _ = raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:
             raw.close()
+        # A passive checkpoint copies pages without stopping writers, so under steady
+        # writes it never catches up and the log never starts over: it would grow for
+        # ever. Past a size, the loop restarts it between two batches (see _restart).
+        self._restart_wanted = frames >= self.restart_frames
+
+    def _restart(self) -> None:
+        """Copy the few pages the last passive checkpoint missed and start the log over.
+
+        Runs on the loop, between batches, so no write of ours is in the way; it never
+        waits (a reader in the way makes it give up until the next round)."""
+        self._restart_wanted = False
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except Exception:
+            log.warning("WAL restart failed", exc_info=True, extra={"event": "wal_restart_failed"})

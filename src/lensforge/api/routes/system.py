@@ -63,6 +63,13 @@ class _Collector:
         )
         for record in self.services.registry.records():
             state.add_metric([record.name, record.current_state.value], 1)
+        transactions, writes = self.services.jobs.write_stats
+        yield CounterMetricFamily(
+            "lensforge_store_transactions", "Job-store write transactions", value=transactions
+        )
+        yield CounterMetricFamily(
+            "lensforge_store_writes", "Job writes, several to a transaction", value=writes
+        )
         yield from (calls, errors, seconds, jobs, state)
 
 
