@@ -9,12 +9,17 @@ bundled pictures, rendered text, QR codes and barcodes; PNG bytes made before ti
 (a) the floor: the tool's library called directly on the PNG bytes in a
     ``multiprocessing.Pool(2)`` whose processes load their models once (decode with Pillow,
     then tesserocr / OpenCV / zxing-cpp / imagehash / NumPy, as the tool does);
-(b) ``POST /v1/analyze`` of the tool with the image as base64, two requests in flight at a
+(b) ``POST /v1/analyze`` of the tool with the image uploaded as a multipart file (what
+    ``curl -F image=@photo.png`` and the Python client send), two requests in flight at a
     time, against a real ``lensforge serve`` subprocess (loopback, free port,
     ``LENSFORGE_WORKERS=2``, temporary database and blob store), which makes a durable job
-    of each call and runs it in a worker process.
+    of each call and runs it in a worker process;
+(c) with ``--transports multipart,json``, the same with the image as base64 inside a JSON
+    body too.
 
-It prints images/s for both and the ratio b/a (1.0: LensForge costs nothing over the bare
+Each side runs ``--rounds`` times (2 by default), alternated a b b a, and the mean of each side
+is reported: on a shared machine whose speed drifts over minutes, both sides get the same share
+of the drift. It prints images/s and the ratio b/a (1.0: LensForge costs nothing over the bare
 library). The server finds the plugins through their ``lensforge.plugins`` entry points.
 Every loop is bounded, the server listens on 127.0.0.1 only, and it is stopped at exit.
 """
@@ -279,10 +284,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+BOUNDARY = "lensforge-bench-boundary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
 def _request(
-    conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
 ) -> tuple[int, bytes]:
-    headers = {"Content-Type": "application/json"} if body is not None else {}
+    headers = {"Content-Type": content_type} if body is not None else {}
     conn.request(method, path, body=body, headers=headers)
     response = conn.getresponse()
     return response.status, response.read()
@@ -327,7 +340,9 @@ def server(workdir: Path) -> Iterator[int]:
         log.close()
 
 
-def through_lensforge(port: int, bodies: list[bytes], concurrency: int = 2) -> float:
+def through_lensforge(
+    port: int, bodies: list[bytes], content_type: str, concurrency: int = 2
+) -> float:
     """Images per second through ``POST /v1/analyze`` with ``concurrency`` calls in flight."""
     lock = threading.Lock()
     queue = iter(bodies)
@@ -341,7 +356,7 @@ def through_lensforge(port: int, bodies: list[bytes], concurrency: int = 2) -> f
                     body = next(queue, None)
                 if body is None:
                     return
-                status, payload = _request(conn, "POST", "/v1/analyze", body)
+                status, payload = _request(conn, "POST", "/v1/analyze", body, content_type)
                 if status != 200:
                     failures.append(f"{status}: {payload[:300]!r}")
                     return
@@ -350,7 +365,7 @@ def through_lensforge(port: int, bodies: list[bytes], concurrency: int = 2) -> f
 
     for body in bodies[:4]:  # warm-up, outside the timing
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
-        status, payload = _request(conn, "POST", "/v1/analyze", body)
+        status, payload = _request(conn, "POST", "/v1/analyze", body, content_type)
         conn.close()
         if status != 200:
             raise SystemExit(f"warm-up call failed: {status} {payload[:500]!r}")
@@ -394,6 +409,23 @@ def inputs_for(tool: str, n: int) -> tuple[list[bytes], list[bytes | None]]:
     return images, others
 
 
+def multipart_for(tool: str, image: bytes, other: bytes | None) -> bytes:
+    """The form ``curl -F plugin=... -F tool=... -F image=@a.png [-F other=@b.png]`` sends."""
+    plugin, name = tool.split(".")
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in (("plugin", plugin), ("tool", name))
+    ]
+    for field, data in (("image", image), ("other", other)):
+        if data is not None:
+            head = (
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; '
+                f'filename="{field}.png"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            )
+            parts.append(head.encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
 def body_for(tool: str, image: bytes, other: bytes | None) -> bytes:
     plugin, name = tool.split(".")
     inputs: dict[str, Any] = {"image": base64.b64encode(image).decode()}
@@ -406,9 +438,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200, help="Images per tool.")
     parser.add_argument("--tools", default=",".join(TOOLS), help="Comma-separated tools.")
+    parser.add_argument(
+        "--transports",
+        default="multipart",
+        help="How LensForge gets the image: multipart (the default), json (base64) or both.",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="Measurements of each side, alternated a b b a ... so that a machine whose "
+        "speed drifts during the run weighs on both alike (default 2).",
+    )
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
     tools = [t for t in args.tools.split(",") if t]
+    transports = [t for t in args.transports.split(",") if t]
+    if not transports or set(transports) - {"multipart", "json"}:
+        parser.error("--transports takes multipart, json or both")
+    makers = {"multipart": (multipart_for, MULTIPART), "json": (body_for, "application/json")}
 
     print(f"generating {args.images} images per tool ...", flush=True)
     prepared = {tool: inputs_for(tool, args.images) for tool in tools}
@@ -425,23 +473,34 @@ def main() -> None:
             images, others = prepared[tool]
             items = [(tool, image, other) for image, other in zip(images, others, strict=True)]
             a = floor(tool, items)
-            bodies = [
-                body_for(tool, image, other) for image, other in zip(images, others, strict=True)
-            ]
-            b = through_lensforge(port, bodies)
-            rows.append({"tool": tool, "direct_per_s": a, "lensforge_per_s": b, "ratio": b / a})
-            print(f"  {tool:<14} direct {a:7.1f}/s   lensforge {b:7.1f}/s   b/a {b / a:5.2f}")
+            row: dict[str, Any] = {"tool": tool, "direct_per_s": a}
+            line = f"  {tool:<14} direct {a:7.1f}/s"
+            for transport in transports:
+                make, content_type = makers[transport]
+                bodies = [
+                    make(tool, image, other) for image, other in zip(images, others, strict=True)
+                ]
+                rate = through_lensforge(port, bodies, content_type)
+                row[f"{transport}_per_s"], row[f"{transport}_ratio"] = rate, rate / a
+                line += f"   {transport} {rate:7.1f}/s ({rate / a:4.2f})"
+            rows.append(row)
+            print(line, flush=True)
 
     print()
-    print(f"{'tool':<14} {'(a) direct img/s':>17} {'(b) LensForge img/s':>20} {'b/a':>6}")
+    header = f"{'tool':<14} {'(a) direct img/s':>17}"
+    for transport in transports:
+        header += f" {transport + ' img/s':>16} {'/a':>5}"
+    print(header)
     for row in rows:
-        print(
-            f"{row['tool']:<14} {row['direct_per_s']:>17.1f} {row['lensforge_per_s']:>20.1f} "
-            f"{row['ratio']:>6.2f}"
-        )
+        line = f"{row['tool']:<14} {row['direct_per_s']:>17.1f}"
+        for transport in transports:
+            line += f" {row[transport + '_per_s']:>16.1f} {row[transport + '_ratio']:>5.2f}"
+        print(line)
     print(
-        f"\n{args.images} images per tool; (a) multiprocessing.Pool(2), (b) POST /v1/analyze "
-        f"at concurrency 2 against `lensforge serve` with 2 workers; {os.cpu_count()} CPUs."
+        f"\n{args.images} images per tool, {args.rounds} alternated rounds of each side; "
+        f"(a) multiprocessing.Pool(2); LensForge: POST "
+        f"/v1/analyze at concurrency 2 against `lensforge serve` with 2 workers, the image as "
+        f"{' / '.join(transports)}; {os.cpu_count()} CPUs."
     )
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import re
-import tempfile
+import threading
 from pathlib import Path
 
 from lensforge.errors import BlobNotFound, ValidationError
@@ -29,6 +31,7 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._names = itertools.count()
 
     def _path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:4] / digest
@@ -36,16 +39,23 @@ class BlobStore:
     def put(self, data: bytes) -> str:
         """Store ``data`` and return its reference, ``sha256:<hex>``."""
         digest = hashlib.sha256(data).hexdigest()
-        path = self._path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        path = os.path.join(self.root, digest[:2], digest[2:4], digest)
+        if not os.path.exists(path):
+            # A name no other writer uses (this process, this thread, a counter), then an
+            # atomic rename: readers see the whole blob or none of it.
+            tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{next(self._names)}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:  # the first blob of its directory
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
                 os.replace(tmp, path)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
                 raise
         return f"sha256:{digest}"
 

@@ -22,6 +22,8 @@ from lensforge.plugin import ToolSpec
 from lensforge.registry import Registry
 from lensforge.store import JobRecord, NewJob
 
+INLINE_MEDIA_BYTES = 256 * 1024  # media up to this size is prepared on the event loop
+
 
 @dataclass
 class AnalysisRequest:
@@ -114,11 +116,12 @@ class AnalysisExecutionService:
         return await self._prepare(request)
 
     async def _prepare(self, request: AnalysisRequest) -> NewJob:
-        if request.uploads or any(
-            isinstance(v, str) and len(v) > 4096 for v in request.inputs.values()
-        ):
-            return await asyncio.to_thread(self.prepare, request)  # base64 and file I/O
-        return self.prepare(request)
+        size = sum(map(len, request.uploads.values())) + sum(
+            len(v) for v in request.inputs.values() if isinstance(v, str)
+        )
+        if size > INLINE_MEDIA_BYTES:  # decoding, hashing and writing it would stall the loop
+            return await asyncio.to_thread(self.prepare, request)
+        return self.prepare(request)  # cheaper here than the hop to a thread
 
     def _store_media(
         self, spec: ToolSpec, inputs: dict[str, Any], uploads: dict[str, bytes]
