@@ -36,7 +36,7 @@ from lensforge.errors import (
 )
 from lensforge.execution.executors import CallControl
 from lensforge.execution.plugins import PluginExecutionService, Verdict
-from lensforge.store import TERMINAL, Event, JobRecord, JobStore, NewJob, Status
+from lensforge.store import TERMINAL, Event, JobRecord, JobStore, NewJob, Status, StoreBusy
 from lensforge.store.dbapi import Tx
 from lensforge.store.writer import StoreWriter
 
@@ -148,7 +148,15 @@ class JobExecutionService:
     # -- queries -----------------------------------------------------------------------------
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
-        job = await self._db(self.store.get, job_id)
+        raw = self._writer.connection
+        job: JobRecord | None = None
+        try:
+            if raw is None:
+                raise StoreBusy("no connection of the loop's")
+            # SQLite: one row by its key costs less than the hop to a thread.
+            job = self.store.get(job_id, raw=raw)
+        except StoreBusy:  # that connection never waits for a lock: a thread does
+            job = await self._db(self.store.get, job_id)
         if job is None or (owner is not None and job.owner != owner):
             raise JobNotFound(f"No job with id '{job_id}'.", job_id=job_id)
         return job

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy.exc import IntegrityError
 
-from lensforge.store.engine import store_failed
+from lensforge.store.engine import StoreBusy, is_busy, store_failed
 from lensforge.store.records import JOB_FIELDS, JobRecord
 from lensforge.store.tables import Status
 
@@ -104,6 +104,8 @@ class Tx:
         except self._integrity_error as exc:
             raise IntegrityError(sql, None, exc) from exc
         except self._database_error as exc:
+            if is_busy(exc):  # a caller that does not wait may try again elsewhere
+                raise StoreBusy("The job store is locked by another connection.") from exc
             raise store_failed(exc) from exc
 
     @contextmanager

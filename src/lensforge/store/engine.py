@@ -30,6 +30,16 @@ def configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+class StoreBusy(StoreError):
+    """Another connection holds a lock and this one was told not to wait for it."""
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a driver error says the database is locked (SQLite's SQLITE_BUSY)."""
+    text = str(exc)
+    return "database is locked" in text or "database is busy" in text
+
+
 def store_failed(exc: BaseException) -> StoreError:
     """A StoreError for callers; the database's own message (it may quote SQL) goes to the log."""
     log.error("job store failure: %s", exc, extra={"event": "store_failed"})

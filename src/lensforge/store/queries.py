@@ -38,7 +38,12 @@ class JobQueries:
         with self._read() as conn:
             conn.execute(select(1))
 
-    def get(self, job_id: str) -> JobRecord | None:
+    def get(self, job_id: str, *, raw: Any = None) -> JobRecord | None:
+        """One job by id; on the caller's DBAPI connection ``raw`` if given (not in a
+        transaction of its own there: it reads what is committed)."""
+        if raw is not None:
+            rows = Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})
+            return rows[0] if rows else None
         raw = self.engine.raw_connection()
         try:
             rows = Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})

@@ -32,7 +32,7 @@ from sqlalchemy.pool import StaticPool
 
 from lensforge.errors import Conflict, IllegalTransition, StoreError
 from lensforge.store.dbapi import Compiled, Tx, json_dumps, json_loads
-from lensforge.store.engine import configure_sqlite, redact_url, store_failed
+from lensforge.store.engine import StoreBusy, configure_sqlite, is_busy, redact_url, store_failed
 from lensforge.store.queries import JobQueries
 from lensforge.store.records import Event, JobRecord, NewJob, new_job_id
 from lensforge.store.tables import Status, blob_owners, job_events, jobs
@@ -40,10 +40,6 @@ from lensforge.store.tables import Status, blob_owners, job_events, jobs
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class StoreBusy(StoreError):
-    """Another connection holds the write lock and this one was told not to wait for it."""
 
 
 class _Joined:
@@ -139,7 +135,7 @@ class JobStore(JobQueries):
                 try:
                     cursor.execute("BEGIN IMMEDIATE")
                 except dbapi.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
+                    if is_busy(exc):
                         raise StoreBusy("Another process holds the store's write lock.") from exc
                     raise
             try:

@@ -100,6 +100,11 @@ class StoreWriter:
             self._pooled = self._conn = None
         self._pool.shutdown(wait=True)
 
+    @property
+    def connection(self) -> Any:
+        """The loop's own SQLite connection (inline mode, started), for quick reads there."""
+        return self._conn if self.inline and self._in_flight == 0 else None
+
     async def run(self, op: Callable[[Tx], T]) -> T:
         """Run ``op`` in the next batch; its result, or the exception it raised."""
         return await self.submit(op)
