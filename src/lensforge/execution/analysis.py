@@ -22,7 +22,7 @@ from lensforge.plugin import ToolSpec
 from lensforge.registry import Registry
 from lensforge.store import JobRecord, NewJob
 
-INLINE_MEDIA_BYTES = 256 * 1024  # media up to this size is prepared on the event loop
+INLINE_MEDIA_BYTES = 1024 * 1024  # media up to this size is prepared on the event loop
 
 
 @dataclass
