@@ -42,9 +42,23 @@ from lensforge.execution.worker import WorkerConfig
 from lensforge.registry import PluginState, Registry
 
 log = logging.getLogger(__name__)
-# Thread pools of numeric libraries, sized to one thread: a worker runs one job at a time and
-# there is a worker per core (an operator's own setting of these is kept).
-_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# The environment of a worker process, unless the operator set these already:
+# - thread pools of numeric libraries sized to one thread: a worker runs one job at a time and
+#   there is a worker per core (OpenCV's DNN with two threads per worker on two cores spent a
+#   tenth more CPU per face detection, much of it spinning in the kernel);
+# - glibc malloc keeps freed memory for the next call instead of returning it to the kernel:
+#   blocks above its mmap threshold (128 KiB to start with) are fresh mappings, so a tool that
+#   allocates and frees megabyte arrays on every call (NumPy, Pillow) takes a page fault per
+#   4 KiB each time: ~2,000 faults and 7 ms of kernel time per 640x480 image in image.quality.
+#   Other allocators ignore these variables.
+WORKER_ENVIRONMENT = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENCV_FOR_THREADS_NUM": "1",
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),  # glibc's largest: blocks below, from heap
+    "MALLOC_TRIM_THRESHOLD_": str(128 * 1024 * 1024),  # free memory kept before trimming
+}
 PIPELINE_BUDGET_S = 0.02  # of queued work a worker may hold besides the call it runs
 PIPELINE_MAX = 16  # calls a worker may hold, the running one included
 _AVERAGE_WEIGHT = 0.05  # of the newest call in the running average of call times
@@ -162,8 +176,8 @@ class LocalExecutor:
         cancels = Connection(cancels_sock.detach())
         child_fds = [child_calls.detach(), child_cancels.detach()]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        for name in _ONE_THREAD:
-            env.setdefault(name, "1")
+        for name, value in WORKER_ENVIRONMENT.items():
+            env.setdefault(name, value)
         try:
             process = await asyncio.to_thread(
                 subprocess.Popen,
