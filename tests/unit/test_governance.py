@@ -145,6 +145,7 @@ EXECUTION_RANKS: dict[str, int] = {
     "lensforge.execution.worker": 1,
     "lensforge.execution.ray": 1,
     "lensforge.execution.tool_runner": 0,
+    "lensforge.execution.leases": 0,  # who holds a lease
 }
 API_RANK = 5
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from lensforge.blobs import BlobStore, parse_digest
+from lensforge.blobs import BlobStore, blob_refs, parse_digest
 from lensforge.errors import BlobNotFound, LensForgeError, ValidationError
-from lensforge.execution.jobs import JobExecutionService, blob_refs
+from lensforge.execution.jobs import JobExecutionService
 from lensforge.media import MediaLimits, decode_base64, probe
 from lensforge.plugin import ToolSpec
 from lensforge.registry import Registry

@@ -14,9 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +21,17 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from lensforge.blobs import parse_digest
+from lensforge.blobs import blob_refs
 from lensforge.errors import (
     Conflict,
     IllegalTransition,
     InternalError,
     JobNotFound,
-    LensForgeError,
     RateLimited,
     WorkerLost,
 )
 from lensforge.execution.executors import CallControl
+from lensforge.execution.leases import host_prefix, make_worker_id, owner_alive
 from lensforge.execution.plugins import PluginExecutionService, Verdict
 from lensforge.store import TERMINAL, Event, JobRecord, JobStore, NewJob, Status, StoreBusy
 from lensforge.store.dbapi import Tx
@@ -51,10 +48,6 @@ class _Running:
     control: CallControl
     last_progress_at: float = 0.0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-
-def make_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class JobExecutionService:
@@ -148,18 +141,17 @@ class JobExecutionService:
     # -- queries -----------------------------------------------------------------------------
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
-        raw = self._writer.connection
-        job: JobRecord | None = None
-        try:
-            if raw is None:
-                raise StoreBusy("no connection of the loop's")
-            # SQLite: one row by its key costs less than the hop to a thread.
-            job = self.store.get(job_id, raw=raw)
-        except StoreBusy:  # that connection never waits for a lock: a thread does
-            job = await self._db(self.store.get, job_id)
+        job = await self._read(job_id)
         if job is None or (owner is not None and job.owner != owner):
             raise JobNotFound(f"No job with id '{job_id}'.", job_id=job_id)
         return job
+
+    async def _read(self, job_id: str) -> JobRecord | None:
+        raw = self._writer.connection  # SQLite: one row by key costs less than a thread hop
+        if raw is not None:
+            with contextlib.suppress(StoreBusy):  # that connection never waits for a lock
+                return self.store.get(job_id, raw=raw)
+        return await self._db(self.store.get, job_id)
 
     async def list_jobs(self, **filters: Any) -> list[JobRecord]:
         return await self._db(partial(self.store.list_jobs, **filters))
@@ -351,8 +343,8 @@ class JobExecutionService:
         recovered = 0
         candidates = await self._db(self.store.expired_leases)
         if dead_local_owners:
-            mine = await self._db(self.store.running_owned_by, f"{socket.gethostname()}:")
-            candidates += [job for job in mine if not _owner_alive(job.lease_owner)]
+            mine = await self._db(self.store.running_owned_by, host_prefix())
+            candidates += [job for job in mine if not owner_alive(job.lease_owner)]
         for job in candidates:
             values: dict[str, Any]
             if job.attempts < self.plugins.attempts_allowed(job, WorkerLost.code):
@@ -594,36 +586,3 @@ def _renew_leases(store: JobStore, owner: str, ids: list[str], lease_s: float, t
 
 def _request_cancel(store: JobStore, job_id: str, tx: Tx) -> None:
     store.request_cancel(job_id, tx=tx)
-
-
-def _owner_alive(owner: str | None) -> bool:
-    """Whether the server process named in a lease owner (host:pid:token) still runs here."""
-    try:
-        pid = int((owner or "").split(":")[1])
-    except (IndexError, ValueError):
-        return True  # not ours to judge: wait for the lease to expire
-    if pid == os.getpid():
-        return True  # another service in this very process: let its lease speak
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def blob_refs(value: Any) -> list[str]:
-    """Hex digests of every ``{"blob": "sha256:..."}`` reference inside ``value``."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        ref = value.get("blob")
-        if isinstance(ref, str):
-            with contextlib.suppress(LensForgeError):  # not a blob reference
-                found.append(parse_digest(ref))  # every spelling parse_digest accepts
-        for item in value.values():
-            found.extend(blob_refs(item))
-    elif isinstance(value, list):
-        for item in value:
-            found.extend(blob_refs(item))
-    return found

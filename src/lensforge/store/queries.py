@@ -41,15 +41,16 @@ class JobQueries:
     def get(self, job_id: str, *, raw: Any = None) -> JobRecord | None:
         """One job by id; on the caller's DBAPI connection ``raw`` if given (not in a
         transaction of its own there: it reads what is committed)."""
-        if raw is not None:
-            rows = Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})
-            return rows[0] if rows else None
-        raw = self.engine.raw_connection()
+        own = raw is None
+        if own:
+            raw = self.engine.raw_connection()
         try:
             rows = Tx(self, raw.cursor()).records(_SELECT_JOB, {"job_id": job_id})
-            raw.commit()
+            if own:
+                raw.commit()
         finally:
-            raw.close()
+            if own:
+                raw.close()
         return rows[0] if rows else None
 
     def get_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
