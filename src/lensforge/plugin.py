@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
+from typing import Any, ClassVar, Protocol, TypeVar, Union, get_args, get_origin
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, TypeAdapter
@@ -49,6 +48,12 @@ from lensforge.media import IMAGE_JSON_SCHEMA, Image, is_media_schema
 F = TypeVar("F", bound=Callable[..., Any])
 _TOOL_MARK = "__lensforge_tool__"
 _NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class CancelSignal(Protocol):
+    """What tells a running tool it was cancelled: a ``threading.Event`` or the like."""
+
+    def is_set(self) -> bool: ...
 
 
 class ToolContext:
@@ -62,15 +67,19 @@ class ToolContext:
         tool: str = "",
         attempt: int = 1,
         on_progress: Callable[[float, str | None], None] | None = None,
-        cancel_event: threading.Event | None = None,
+        cancel_event: CancelSignal | None = None,
     ) -> None:
         self.job_id = job_id
         self.plugin = plugin
         self.tool = tool
         self.attempt = attempt
-        self.logger = logging.getLogger(f"lensforge.plugins.{plugin}")
         self._on_progress = on_progress
-        self._cancel_event = cancel_event or threading.Event()
+        self._cancel_event = cancel_event
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The plugin's logger, ``lensforge.plugins.<plugin>``."""
+        return logging.getLogger(f"lensforge.plugins.{self.plugin}")
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress between 0 and 1, with an optional message."""
@@ -80,7 +89,7 @@ class ToolContext:
     @property
     def cancelled(self) -> bool:
         """True once someone asked to cancel this job; stop work and return soon."""
-        return self._cancel_event.is_set()
+        return self._cancel_event is not None and self._cancel_event.is_set()
 
     def check_cancelled(self) -> None:
         """Raise :class:`~lensforge.errors.Cancelled` if the job was cancelled."""

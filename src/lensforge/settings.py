@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         100.0, ge=0, description="Requests a second allowed per API key on average (0: off)."
     )
     rate_limit_burst: int = Field(200, ge=1, description="Burst of requests allowed per API key.")
+    otel: bool = Field(
+        False,
+        description="FastAPI's OpenTelemetry spans and metrics for every request (needs an "
+        "OpenTelemetry SDK and a configured provider).",
+    )
     max_input_depth: int = Field(32, ge=1, description="Deepest nesting allowed in tool inputs.")
     max_input_string: int = Field(
         1_000_000, ge=1, description="Longest string allowed in tool inputs (images excepted)."

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 from starlette.routing import Route
 
 from lensforge import __version__
@@ -21,6 +22,7 @@ from lensforge.settings import Settings
 from lensforge.wiring import build_services
 
 log = logging.getLogger(__name__)
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(
@@ -56,6 +58,9 @@ def create_app(
         version=__version__,
         description="Runs vision-analysis plugins as governed, durable jobs.",
         lifespan=lifespan,
+        # Off unless asked for: LensForge has its own /metrics, and FastAPI looks up the
+        # OpenTelemetry providers on every request even when none is configured.
+        telemetry=None if settings.otel else _NO_TELEMETRY,
     )
     install_error_handlers(app)
     # The routes join the app's own router rather than through include_router(), whose

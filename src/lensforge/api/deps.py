@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lensforge.errors import ValidationError
 from lensforge.execution.analysis import AnalysisExecutionService
@@ -75,15 +76,25 @@ IDEMPOTENCY_KEY_DOC: dict[str, Any] = {
 class RequestRoute(APIRoute):
     """A route whose endpoint takes the Request and returns a Response, nothing else.
 
-    FastAPI's per-call machinery (dependency solving, parameter and response validation)
-    is skipped, so the endpoint reads what it needs itself; its OpenAPI entry comes from the
-    route's ``openapi_extra``. For the few routes where that machinery costs more than the
-    work (the analysis routes).
+    FastAPI's per-call machinery (dependency solving, parameter and response validation,
+    the exit stacks of dependencies with ``yield``, a second exception-handling wrapper) is
+    skipped, so the endpoint reads what it needs itself; its OpenAPI entry comes from the
+    route's ``openapi_extra``, and what it raises reaches the app's exception handlers
+    through Starlette's ExceptionMiddleware like any other route's. For the few routes where
+    that machinery costs more than the work (the analysis routes).
     """
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
-        return endpoint
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = _plain_app(endpoint)
+
+
+def _plain_app(endpoint: Callable[[Request], Coroutine[Any, Any, Response]]) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    return app
 
 
 def analysis_of(request: Request) -> AnalysisExecutionService:

@@ -261,7 +261,7 @@ class LocalExecutor:
             kind = message[0]
             if kind == "done" and worker.calls:
                 finished = worker.calls.popleft()
-                outcome: Outcome = message[2]
+                outcome = Outcome(*message[2])
                 self._average_s += _AVERAGE_WEIGHT * (outcome.duration_s - self._average_s)
                 finished.settle(outcome)
                 if worker.calls:
@@ -345,7 +345,7 @@ class LocalExecutor:
             calls, worker.outbox = worker.outbox, []
             if calls and worker.alive and worker.channel is not None:
                 try:
-                    worker.channel.send([("run", call) for call in calls])
+                    worker.channel.send([("run", call.to_wire()) for call in calls])
                 except ConnectionError:
                     self._on_death(worker)  # settles or re-hands its calls
 

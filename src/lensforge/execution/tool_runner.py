@@ -44,6 +44,11 @@ class ToolCall:
     attempt: int = 1
     timeout_s: float | None = None
 
+    def to_wire(self) -> tuple[Any, ...]:
+        """The fields as a plain tuple, rebuilt by ``ToolCall(*fields)``: a worker channel
+        pickles that several times faster than the dataclass itself."""
+        return (self.plugin, self.tool, self.inputs, self.job_id, self.attempt, self.timeout_s)
+
 
 @dataclass
 class Outcome:
@@ -58,6 +63,10 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def to_wire(self) -> tuple[Any, ...]:
+        """The fields as a plain tuple, rebuilt by ``Outcome(*fields)`` (see ToolCall's)."""
+        return (self.result, self.error, self.traceback, self.duration_s, self.extra)
 
     @property
     def error_code(self) -> str | None:

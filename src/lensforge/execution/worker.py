@@ -4,9 +4,9 @@ It talks to its supervisor (:mod:`lensforge.execution.local`) over two socket pa
 
 - calls (:mod:`lensforge.execution.channel` frames, several per read and write), read by the
   main thread, which runs the tools:
-  supervisor → worker ``("run", ToolCall)``, ``("stop",)``;
+  supervisor → worker ``("run", ToolCall fields)``, ``("stop",)``;
   worker → supervisor ``("ready", pid, states)``, ``("progress", job_id, fraction, message)``,
-  ``("done", job_id, Outcome)``;
+  ``("done", job_id, Outcome fields)`` (the fields as tuples: see ``ToolCall.to_wire``);
 - control, read by a thread of its own so that a cancel reaches a running tool at once
   (``ctx.cancelled``): supervisor → worker ``("cancel", job_id)``.
 
@@ -92,7 +92,7 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
     except OSError:
         os._exit(0)
 
-    cancel_events: dict[str, threading.Event] = {}
+    cancelled: set[str] = set()  # jobs whose cancel arrived (added by the control thread)
     send_lock = threading.Lock()
 
     def send(messages: list[tuple[Any, ...]]) -> None:
@@ -104,7 +104,7 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
             while True:
                 kind, job_id = control.recv()
                 if kind == "cancel":
-                    cancel_events.setdefault(job_id, threading.Event()).set()
+                    cancelled.add(job_id)
         except (EOFError, OSError):
             os._exit(0)  # the supervisor is gone: so are we, even mid-tool
 
@@ -119,15 +119,28 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
                 return  # "stop"
             # Answered at once: a later call of the batch may be long (or hang).
             try:
-                send([_run(runner, message[1], cancel_events, send)])
+                send([_run(runner, ToolCall(*message[1]), cancelled, send)])
             except OSError:
                 os._exit(0)
+
+
+class _Cancelled:
+    """``ctx.cancelled`` of one job: set once its id is among the cancelled (a set's
+    membership test and add are atomic, so no lock or Event per call is needed)."""
+
+    __slots__ = ("_cancelled", "_job_id")
+
+    def __init__(self, cancelled: set[str], job_id: str) -> None:
+        self._cancelled, self._job_id = cancelled, job_id
+
+    def is_set(self) -> bool:
+        return self._job_id in self._cancelled
 
 
 def _run(
     runner: ToolRunner,
     call: ToolCall,
-    cancel_events: dict[str, threading.Event],
+    cancelled: set[str],
     send: Callable[[list[tuple[Any, ...]]], None],
 ) -> tuple[Any, ...]:
     job_id = call.job_id or ""
@@ -141,7 +154,7 @@ def _run(
         tool=call.tool,
         attempt=call.attempt,
         on_progress=progress,
-        cancel_event=cancel_events.setdefault(job_id, threading.Event()),
+        cancel_event=_Cancelled(cancelled, job_id),
     )
     if ctx.cancelled:  # cancelled while it waited its turn here: it never starts
         outcome = Outcome(
@@ -149,8 +162,8 @@ def _run(
         )
     else:
         outcome = runner.run(call, ctx)
-    cancel_events.pop(job_id, None)
-    return ("done", job_id, outcome)
+    cancelled.discard(job_id)
+    return ("done", job_id, outcome.to_wire())
 
 
 if __name__ == "__main__":  # started as `python -m lensforge.execution.worker CALLS CONTROL`
