@@ -285,6 +285,37 @@ def test_transition_and_claim_is_one_transaction(store: JobStore) -> None:
     assert store.get(third.id).status is Status.PENDING  # type: ignore[union-attr]
 
 
+def test_a_transition_from_a_known_job_returns_the_row_as_stored(store: JobStore) -> None:
+    """``known=`` reads back only what can change without a transition; the record it returns
+    must still be the row as stored, changes made meanwhile by others included."""
+    job = run_job(store, make_job(store, inputs={"image": {"blob": "sha256:" + "a" * 64}}))
+    store.set_progress(job.id, 0.5, "half way", "w1")
+    store.request_cancel(job.id)
+    store.renew_leases("w1", [job.id], 1000.0)
+    done = store.transition(
+        job.id,
+        Status.RUNNING,
+        Status.SUCCESS,
+        owned_by="w1",
+        known=job,  # as claimed: before the progress, the cancel request and the renewal
+        result={"words": [{"text": "x", "box": [1, 2, 3, 4]}]},
+        finished_at=time.time(),
+    )
+    assert done == store.get(job.id)
+    assert (done.progress, done.progress_message, done.cancel_requested) == (0.5, "half way", True)
+    # a known record in another status than from_status is not trusted: the whole row is read
+    stale = make_job(store)
+    claimed = run_job(store, stale)
+    failed = store.transition(
+        stale.id, Status.RUNNING, Status.FAILED, owned_by="w1", known=stale, error={"e": 1}
+    )
+    assert failed == store.get(stale.id)
+    assert failed.attempts == claimed.attempts == 1
+    # and a refused transition is refused as ever
+    with pytest.raises(IllegalTransition):
+        store.transition(job.id, Status.RUNNING, Status.FAILED, owned_by="w1", known=job)
+
+
 # -- leases ------------------------------------------------------------------------------------
 
 

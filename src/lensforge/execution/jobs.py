@@ -384,6 +384,7 @@ class JobExecutionService:
                 worker=self.worker_id,
                 reason=verdict.reason,
                 owned_by=owned_by,
+                known=job,
                 tx=tx,
                 **verdict.values,
             )
@@ -423,6 +424,7 @@ class JobExecutionService:
                 limit=free,
                 reason=verdict.reason,
                 owned_by=self.worker_id,
+                known=job,
                 tx=tx,
                 **verdict.values,
             )

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -296,6 +297,7 @@ class JobStore(JobQueries):
         worker: str | None = None,
         reason: str | None = None,
         owned_by: str | None = None,
+        known: JobRecord | None = None,
         tx: Tx | None = None,
         **values: Any,
     ) -> JobRecord:
@@ -303,10 +305,12 @@ class JobStore(JobQueries):
 
         With ``owned_by``, the update also requires that the job is still leased to that
         owner (fencing: a worker whose lease was taken over cannot complete the job).
+        ``known`` is the job as the caller last saw it in ``from_status``: then only the
+        columns that can change without a transition are read back (see ``_READ_BACK``).
         """
         with self._joined(tx) as joined:
             return _transition(
-                joined, job_id, from_status, to_status, worker, reason, owned_by, values
+                joined, job_id, from_status, to_status, worker, reason, owned_by, values, known
             )
 
     def claim(
@@ -337,13 +341,14 @@ class JobStore(JobQueries):
         limit: int,
         reason: str | None = None,
         owned_by: str | None = None,
+        known: JobRecord | None = None,
         tx: Tx | None = None,
         **values: Any,
     ) -> tuple[JobRecord, list[JobRecord]]:
         """Finish one job and claim up to ``limit`` more for ``worker``, in one transaction."""
         with self._joined(tx) as joined:
             updated = _transition(
-                joined, job_id, from_status, to_status, worker, reason, owned_by, values
+                joined, job_id, from_status, to_status, worker, reason, owned_by, values, known
             )
             claimed = self._claim(joined, worker, lease_s, limit) if limit > 0 else []
         return updated, claimed
@@ -464,29 +469,66 @@ _VALUES = {status: status.value for status in Status}  # cheaper than .value on 
 # The one SQL expression a transition sets: claiming counts an attempt.
 NEXT_ATTEMPT = jobs.c.attempts + 1
 
-_UPDATES: dict[tuple[Any, ...], Any] = {}
+_UPDATES: dict[tuple[Any, ...], tuple[Any, tuple[str, ...]]] = {}
 
 
-def _update_statement(values: dict[str, Any], fenced: bool) -> Any:
-    """The guarded UPDATE for this set of columns, built once and cached."""
-    key = (fenced, *sorted((k, v is NEXT_ATTEMPT) for k, v in values.items()))
-    statement = _UPDATES.get(key)
-    if statement is None:
+# Columns that change without a status transition (progress reports, lease renewals, cancel
+# requests, claims counting an attempt): what a transition reads back when the caller knows
+# the job as it was in ``from_status``. The others are fixed at creation or set only by
+# transitions, which the guard on ``from_status`` orders.
+_READ_BACK = (
+    "attempts",
+    "progress",
+    "progress_message",
+    "cancel_requested",
+    "lease_owner",
+    "lease_expires_at",
+)
+
+
+def _update_statement(
+    values: dict[str, Any], fenced: bool, narrow: bool
+) -> tuple[Any, tuple[str, ...]]:
+    """The guarded UPDATE for this set of columns, built once and cached, and the columns it
+    returns when ``narrow``: the ``_READ_BACK`` ones it does not set itself (else every one)."""
+    key = (fenced, narrow, *sorted((k, v is NEXT_ATTEMPT) for k, v in values.items()))
+    cached = _UPDATES.get(key)
+    if cached is None:
         assignments: dict[str, Any] = {}
         for k, v in values.items():
             if isinstance(v, ColumnElement) and v is not NEXT_ATTEMPT:
                 raise ValueError(f"a transition sets only values and NEXT_ATTEMPT, not {v}")
             assignments[k] = v if v is NEXT_ATTEMPT else bindparam(f"v_{k}")
+        read_back = tuple(
+            name for name in _READ_BACK if name not in values or values[name] is NEXT_ATTEMPT
+        )
         statement = (
             update(jobs)
             .where(jobs.c.id == bindparam("job_id"), jobs.c.status == bindparam("from_status"))
             .values(status=bindparam("to_status"), updated_at=bindparam("now"), **assignments)
-            .returning(jobs)
+            .returning(*([jobs.c[name] for name in read_back] if narrow else [jobs]))
         )
         if fenced:
             statement = statement.where(jobs.c.lease_owner == bindparam("owned_by"))
-        _UPDATES[key] = statement
-    return statement
+        cached = _UPDATES[key] = (statement, read_back)
+    return cached
+
+
+def _known_after(
+    known: JobRecord,
+    to_status: Status,
+    now: float,
+    values: dict[str, Any],
+    read_back: tuple[str, ...],
+    row: Sequence[Any],
+) -> JobRecord:
+    """The job after a narrow update: as the caller knew it, with what the update set and
+    the columns read back (what others may have changed since)."""
+    changed = dict(zip(read_back, row, strict=True))
+    if "cancel_requested" in changed:
+        changed["cancel_requested"] = bool(changed["cancel_requested"])  # SQLite gives 0/1
+    set_here = {k: v for k, v in values.items() if v is not NEXT_ATTEMPT}
+    return replace(known, status=to_status, updated_at=now, **set_here, **changed)
 
 
 def _claim_one(tx: Tx, job_id: str, worker: str, lease_s: float, now: float) -> JobRecord:
@@ -508,6 +550,7 @@ def _transition(
     reason: str | None,
     owned_by: str | None,
     values: dict[str, Any],
+    known: JobRecord | None = None,
 ) -> JobRecord:
     """The one guarded status update; every status write in LensForge comes through here."""
     now = time.time()
@@ -515,7 +558,13 @@ def _transition(
     before, after = _VALUES[from_status], _VALUES[to_status]
     params |= {"job_id": job_id, "from_status": before}
     params |= {"to_status": after, "now": now, "owned_by": owned_by}
-    updated = tx.records(_update_statement(values, owned_by is not None), params)
+    if known is not None and known.id == job_id and known.status is from_status:
+        statement, read_back = _update_statement(values, owned_by is not None, narrow=True)
+        rows = tx.rows(statement, params)
+        updated = [_known_after(known, to_status, now, values, read_back, rows[0])] if rows else []
+    else:
+        statement, _ = _update_statement(values, owned_by is not None, narrow=False)
+        updated = tx.records(statement, params)
     if not updated:
         found = tx.rows(_SELECT_STATUS, {"job_id": job_id})
         current = found[0][0] if found else None
