@@ -5,8 +5,10 @@ Coordinates are pixels of the input image after EXIF orientation, origin at the 
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import io
+import typing
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -91,11 +93,46 @@ def iter_artifacts(value: Any) -> Iterator[ImageArtifact]:
     if isinstance(value, ImageArtifact):
         yield value
     elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from iter_artifacts(getattr(value, name))
+        if _may_hold_artifacts(type(value)):  # an OCR result's 200 words need no visit
+            for name in type(value).model_fields:
+                yield from iter_artifacts(getattr(value, name))
     elif isinstance(value, dict):
         for item in value.values():
             yield from iter_artifacts(item)
     elif isinstance(value, list | tuple):
         for item in value:
             yield from iter_artifacts(item)
+
+
+_PLAIN = (str, bytes, int, float, bool, type(None), enum.Enum)
+_HOLDS_ARTIFACTS: dict[type[BaseModel], bool] = {}
+
+
+def _may_hold_artifacts(model: type[BaseModel], path: frozenset[type] = frozenset()) -> bool:
+    """Whether an instance of ``model`` can hold an ImageArtifact, from its field types."""
+    known = _HOLDS_ARTIFACTS.get(model)
+    if known is not None:
+        return known
+    if model in path:  # a model that refers back to itself: its other fields decide
+        return False
+    inner = path | {model}
+    answer = any(_type_may_hold(f.annotation, inner) for f in model.model_fields.values())
+    if not path:  # exact only from the top: an answer inside a cycle depends on the way in
+        _HOLDS_ARTIFACTS[model] = answer
+    return answer
+
+
+def _type_may_hold(annotation: Any, path: frozenset[type]) -> bool:
+    if isinstance(annotation, type):
+        if issubclass(annotation, ImageArtifact):
+            return True
+        if issubclass(annotation, BaseModel):
+            return _may_hold_artifacts(annotation, path)
+        if issubclass(annotation, _PLAIN):
+            return False
+    if typing.get_origin(annotation) is typing.Literal:
+        return False
+    args = typing.get_args(annotation)
+    if args:  # list[...], dict[..., ...], Optional[...], unions, Annotated[...]
+        return any(_type_may_hold(arg, path) for arg in args if arg is not Ellipsis)
+    return True  # Any, object, a bare list or dict, a type we do not know: look inside

@@ -5,15 +5,22 @@ per caller. Admin keys see everything.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 
+from lensforge import Image, ImageArtifact, Plugin, tool
 from tests.security.conftest import (
+    PLUGINS,
     Secure,
     Tenant,
     assert_envelope,
     b64,
+    make_settings,
+    open_secure,
     run_echo,
     sha256,
     start_sleeper,
@@ -259,3 +266,52 @@ def test_every_job_records_the_key_that_created_it(shared: Secure) -> None:
     made[answer["result"]["_meta"]["lensforge/job_id"]] = shared.bob
     for job_id, tenant in made.items():
         assert store.get(job_id).owner == tenant.key_id
+
+
+class Artist(Plugin):
+    """Produces an image (an artifact), and names a blob it did not produce."""
+
+    name = "artist"
+
+    @tool
+    def tint(self, image: Image) -> ImageArtifact:
+        """A copy of the image in one colour."""
+        return ImageArtifact.from_pil(PILImage.new("RGB", (image.width, image.height), (1, 2, 3)))
+
+    @tool
+    def name_blob(self, digest: str) -> dict[str, Any]:
+        """A result that names a blob by its digest."""
+        return {"copy": {"blob": f"sha256:{digest}"}}
+
+
+@pytest.fixture
+def artist(tmp_path: Path) -> Iterator[Secure]:
+    yield from open_secure(make_settings(tmp_path), plugins=[*PLUGINS, Artist])
+
+
+def test_the_images_a_tool_produces_are_readable_by_its_caller_only(artist: Secure) -> None:
+    client, alice, bob = artist.client, artist.alice, artist.bob
+    response = client.post(
+        "/v1/analyze",
+        json={"plugin": "artist", "tool": "tint", "inputs": {"image": b64(png(8, 6))}},
+        headers=alice.headers,
+    )
+    assert response.status_code == 200, response.text
+    digest = response.json()["result"]["blob"].removeprefix("sha256:")
+    assert client.get(f"/v1/blobs/{digest}", headers=alice.headers).status_code == 200
+    assert_envelope(client.get(f"/v1/blobs/{digest}", headers=bob.headers), 404)
+
+
+def test_a_result_naming_a_blob_does_not_make_it_the_callers(artist: Secure) -> None:
+    """Only what the tool produced becomes the caller's: a result that merely names another
+    tenant's blob (a buggy or hostile plugin) gives no access to it."""
+    client, alice, bob = artist.client, artist.alice, artist.bob
+    digest = upload_png(client, alice, 12, 9)
+    response = client.post(
+        "/v1/analyze",
+        json={"plugin": "artist", "tool": "name_blob", "inputs": {"digest": digest}},
+        headers=bob.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["copy"]["blob"] == f"sha256:{digest}"
+    assert_envelope(client.get(f"/v1/blobs/{digest}", headers=bob.headers), 404)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -388,7 +388,7 @@ class JobExecutionService:
                 tx=tx,
                 **verdict.values,
             )
-            _own_result_blobs(self.store, updated, tx)
+            _own_artifacts(self.store, updated, verdict.artifacts, tx)
             return updated
 
         updated = await self._write(transition)
@@ -428,7 +428,7 @@ class JobExecutionService:
                 tx=tx,
                 **verdict.values,
             )
-            _own_result_blobs(self.store, updated, tx)
+            _own_artifacts(self.store, updated, verdict.artifacts, tx)
             return updated, claimed
 
         try:
@@ -566,10 +566,10 @@ def _expire(future: asyncio.Future[JobRecord | None]) -> None:
 # Write operations for the StoreWriter: each a function of the shared transaction.
 
 
-def _own_result_blobs(store: JobStore, job: JobRecord, tx: Tx) -> None:
-    """The caller of a job may download the images its result refers to."""
-    if job.status is Status.SUCCESS and job.result is not None:
-        store.add_blob_owners([(digest, job.owner) for digest in blob_refs(job.result)], tx=tx)
+def _own_artifacts(store: JobStore, job: JobRecord, digests: Sequence[str], tx: Tx) -> None:
+    """The caller of a job may download the images its tool produced."""
+    if digests and job.status is Status.SUCCESS:
+        store.add_blob_owners([(digest, job.owner) for digest in digests], tx=tx)
 
 
 def _claim(store: JobStore, worker: str, lease_s: float, limit: int, tx: Tx) -> list[JobRecord]:

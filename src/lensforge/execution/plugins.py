@@ -28,6 +28,7 @@ class Verdict:
     status: Status
     values: dict[str, Any]
     reason: str | None = None
+    artifacts: tuple[str, ...] = ()  # digests of the images the tool produced
 
 
 class PluginExecutionService:
@@ -109,6 +110,7 @@ class PluginExecutionService:
             return Verdict(
                 Status.SUCCESS,
                 {"result": outcome.result, "finished_at": now, "progress": 1.0},
+                artifacts=tuple(outcome.artifacts),
             )
         code = outcome.error_code
         allowed = self.attempts_allowed(job, code)

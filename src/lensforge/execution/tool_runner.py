@@ -18,7 +18,7 @@ import orjson
 import pydantic
 from pydantic import BaseModel
 
-from lensforge.blobs import BlobStore
+from lensforge.blobs import BlobStore, parse_digest
 from lensforge.errors import (
     InternalError,
     LensForgeError,
@@ -58,7 +58,7 @@ class Outcome:
     error: dict[str, Any] | None = None
     traceback: str | None = None
     duration_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)  # digests of the images it produced
 
     @property
     def ok(self) -> bool:
@@ -66,7 +66,7 @@ class Outcome:
 
     def to_wire(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, rebuilt by ``Outcome(*fields)`` (see ToolCall's)."""
-        return (self.result, self.error, self.traceback, self.duration_s, self.extra)
+        return (self.result, self.error, self.traceback, self.duration_s, self.artifacts)
 
     @property
     def error_code(self) -> str | None:
@@ -95,10 +95,12 @@ class ToolRunner:
             if spec.takes_context:
                 kwargs["ctx"] = ctx
             raw = self._invoke(spec, record.instance, kwargs)
-            for artifact in iter_artifacts(raw):
+            artifacts = list(iter_artifacts(raw))
+            for artifact in artifacts:
                 if artifact.data is not None:
                     self.blobs.put(artifact.data)
             outcome.result = self._check_storable(self._check_output(spec, raw))
+            outcome.artifacts = [parse_digest(artifact.blob) for artifact in artifacts]
         except LensForgeError as exc:
             outcome.error = exc.bind(
                 plugin=call.plugin, tool=call.tool, job_id=call.job_id
