@@ -3,6 +3,8 @@ freed memory, and the operator's own settings of either kept as they are."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,13 @@ def test_workers_get_the_defaults_and_keep_the_operators_values(
     assert env["OPENCV_FOR_THREADS_NUM"] == "1"
     assert env["MALLOC_MMAP_THRESHOLD_"] == WORKER_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"]
     assert int(env["MALLOC_TRIM_THRESHOLD_"]) >= int(env["MALLOC_MMAP_THRESHOLD_"])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SCHED_BATCH is Linux's")
+def test_workers_run_under_the_batch_scheduling_policy(tmp_path: Path) -> None:
+    """So that a woken worker does not preempt the API process (docs/execution.md)."""
+    app = create_app(local_settings(tmp_path, workers=1), extra_plugins=[Testing])
+    with TestClient(app) as client:
+        assert client.post("/v1/analyze", json={"plugin": "testing", "tool": "noop"}).is_success
+        (pid,) = executor(client).pids()
+        assert os.sched_getscheduler(pid) == os.SCHED_BATCH

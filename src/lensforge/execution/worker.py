@@ -16,6 +16,7 @@ server.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -77,6 +78,8 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
         (config,) = channel.receive()
     except (EOFError, OSError):
         os._exit(0)  # the supervisor went away before we started
+    with contextlib.suppress(OSError, AttributeError):  # Linux; elsewhere the default policy
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     registry = load_registry(
         allow=config.plugins_allow,
         block=config.plugins_block,
