@@ -130,9 +130,12 @@ def _type_may_hold(annotation: Any, path: frozenset[type]) -> bool:
             return _may_hold_artifacts(annotation, path)
         if issubclass(annotation, _PLAIN):
             return False
-    if typing.get_origin(annotation) is typing.Literal:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
         return False
     args = typing.get_args(annotation)
-    if args:  # list[...], dict[..., ...], Optional[...], unions, Annotated[...]
+    if origin is typing.Annotated:  # the type, not its metadata (Field(...) and the like)
+        return _type_may_hold(args[0], path)
+    if args:  # list[...], dict[..., ...], Optional[...], unions
         return any(_type_may_hold(arg, path) for arg in args if arg is not Ellipsis)
     return True  # Any, object, a bare list or dict, a type we do not know: look inside

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from PIL import Image as PILImage
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from lensforge.results import ImageArtifact, TextSpan, iter_artifacts
+from lensforge.results import ImageArtifact, TextSpan, _may_hold_artifacts, iter_artifacts
 
 
 def artifact(colour: int) -> ImageArtifact:
@@ -22,6 +22,10 @@ class Panel(BaseModel):
     caption: str
     image: ImageArtifact | None = None
     children: list[Panel] = []
+
+
+class Scores(BaseModel):
+    values: list[Annotated[float, Field(ge=0)]]
 
 
 class Loose(BaseModel):
@@ -51,3 +55,8 @@ def test_a_model_that_cannot_hold_an_artifact_is_not_walked() -> None:
     assert list(iter_artifacts(page)) == []
     assert page.reads == 0
     assert list(iter_artifacts({"page": page, "image": artifact(4)})) != []
+
+
+def test_field_constraints_do_not_make_a_model_look_like_it_holds_artifacts() -> None:
+    assert _may_hold_artifacts(Scores) is False
+    assert _may_hold_artifacts(Panel) is True

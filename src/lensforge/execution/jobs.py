@@ -567,8 +567,8 @@ def _expire(future: asyncio.Future[JobRecord | None]) -> None:
 
 
 def _own_artifacts(store: JobStore, job: JobRecord, digests: Sequence[str], tx: Tx) -> None:
-    """The caller of a job may download the images its tool produced."""
-    if digests and job.status is Status.SUCCESS:
+    """The caller of a job may download the images its tool produced (a success's only)."""
+    if digests:
         store.add_blob_owners([(digest, job.owner) for digest in digests], tx=tx)
 
 
