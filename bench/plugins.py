@@ -57,6 +57,8 @@ TOOLS = [
     "faces.redact",
 ]
 READY_TIMEOUT_S = 90.0
+TARGET_RATIO = 0.9  # b/a, for every tool whose direct call takes TARGET_MIN_MS or more
+TARGET_MIN_MS = 20.0
 REQUEST_TIMEOUT_S = 60.0
 VOCABULARY = (
     "lens forge image text tool plugin worker queue result quality sharp blur light dark code "
@@ -452,6 +454,8 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     tools = [t for t in args.tools.split(",") if t]
     transports = [t for t in args.transports.split(",") if t]
     if not transports or set(transports) - {"multipart", "json"}:
@@ -472,30 +476,48 @@ def main() -> None:
         for tool in tools:
             images, others = prepared[tool]
             items = [(tool, image, other) for image, other in zip(images, others, strict=True)]
-            a = floor(tool, items)
-            row: dict[str, Any] = {"tool": tool, "direct_per_s": a}
+            bodies = {
+                transport: [
+                    makers[transport][0](tool, image, other)
+                    for image, other in zip(images, others, strict=True)
+                ]
+                for transport in transports
+            }
+            runs: dict[str, list[float]] = {side: [] for side in ["direct", *transports]}
+            for round_ in range(args.rounds):
+                sides = ["direct", *transports]
+                for side in sides if round_ % 2 == 0 else sides[::-1]:  # a b, then b a, ...
+                    if side == "direct":
+                        runs[side].append(floor(tool, items))
+                    else:
+                        content_type = makers[side][1]
+                        runs[side].append(through_lensforge(port, bodies[side], content_type))
+            a = sum(runs["direct"]) / len(runs["direct"])
+            row: dict[str, Any] = {"tool": tool, "direct_per_s": a, "runs": runs}
             line = f"  {tool:<14} direct {a:7.1f}/s"
             for transport in transports:
-                make, content_type = makers[transport]
-                bodies = [
-                    make(tool, image, other) for image, other in zip(images, others, strict=True)
-                ]
-                rate = through_lensforge(port, bodies, content_type)
+                rate = sum(runs[transport]) / len(runs[transport])
                 row[f"{transport}_per_s"], row[f"{transport}_ratio"] = rate, rate / a
                 line += f"   {transport} {rate:7.1f}/s ({rate / a:4.2f})"
             rows.append(row)
             print(line, flush=True)
 
     print()
-    header = f"{'tool':<14} {'(a) direct img/s':>17}"
+    header = f"{'tool':<14} {'(a) direct img/s':>17} {'ms/call':>8}"
     for transport in transports:
         header += f" {transport + ' img/s':>16} {'/a':>5}"
-    print(header)
+    print(header + "  target")
     for row in rows:
-        line = f"{row['tool']:<14} {row['direct_per_s']:>17.1f}"
+        per_call_ms = 1000 * 2 / row["direct_per_s"]  # one of the pool's two processes
+        line = f"{row['tool']:<14} {row['direct_per_s']:>17.1f} {per_call_ms:>8.1f}"
         for transport in transports:
             line += f" {row[transport + '_per_s']:>16.1f} {row[transport + '_ratio']:>5.2f}"
-        print(line)
+        if per_call_ms < TARGET_MIN_MS:
+            verdict = f"n/a (direct call under {TARGET_MIN_MS:g} ms)"
+        else:
+            worst = min(row[transport + "_ratio"] for transport in transports)
+            verdict = f"{'PASS' if worst >= TARGET_RATIO else 'MISS'} (>= {TARGET_RATIO})"
+        print(f"{line}  {verdict}")
     print(
         f"\n{args.images} images per tool, {args.rounds} alternated rounds of each side; "
         f"(a) multiprocessing.Pool(2); LensForge: POST "
