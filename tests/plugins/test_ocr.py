@@ -86,6 +86,13 @@ def test_transparent_background_reads_as_white_paper(ocr: OcrPlugin) -> None:
     assert ocr.read(as_image(rgba)).text == "Transparent background"
 
 
+@pytest.mark.parametrize("mode", ["L", "1", "P", "LA"])
+def test_every_pixel_mode_reads_the_same(ocr: OcrPlugin, mode: str) -> None:
+    # Tesseract gets the pixels themselves (grey or RGB bytes): each mode must arrive intact
+    image, _ = render_text(["Pixel modes 2026"], 28)
+    assert ocr.read(as_image(image.convert(mode))).text == "Pixel modes 2026"
+
+
 def test_languages_are_checked_and_listed(ocr: OcrPlugin) -> None:
     assert "eng" in installed_languages()
     image, _ = render_text(["abc"], 20)
