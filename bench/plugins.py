@@ -211,15 +211,16 @@ def _floor_call(item: tuple[str, bytes, bytes | None]) -> int:
         import imagehash
 
         rgb = image.convert("RGB")
+        grey = rgb.convert("L")  # once for the four grey hashes, as the tool does
         for fn in (imagehash.average_hash, imagehash.phash, imagehash.dhash, imagehash.whash):
-            fn(rgb)
+            fn(grey)
         imagehash.colorhash(rgb)
     elif tool == "image.compare":
         import imagehash
 
         assert other is not None
-        second = _open(other).convert("RGB")
-        first = image.convert("RGB")
+        second = _open(other).convert("L")
+        first = image.convert("L")
         _ = imagehash.phash(first) - imagehash.phash(second)
         _ = imagehash.dhash(first) - imagehash.dhash(second)
     elif tool == "image.quality":

@@ -68,11 +68,13 @@ def compute(
     import imagehash
 
     image = _prepare(pil)
+    # the four grey hashes each start with convert("L"): convert once, their copies are cheap
+    grey = image if image.mode == "L" else image.convert("L")
     functions = {
-        "ahash": lambda: imagehash.average_hash(image, hash_size=hash_size),
-        "phash": lambda: imagehash.phash(image, hash_size=hash_size),
-        "dhash": lambda: imagehash.dhash(image, hash_size=hash_size),
-        "whash": lambda: imagehash.whash(image, hash_size=hash_size),
+        "ahash": lambda: imagehash.average_hash(grey, hash_size=hash_size),
+        "phash": lambda: imagehash.phash(grey, hash_size=hash_size),
+        "dhash": lambda: imagehash.dhash(grey, hash_size=hash_size),
+        "whash": lambda: imagehash.whash(grey, hash_size=hash_size),
         "colorhash": lambda: imagehash.colorhash(image, binbits=3),
     }
     return {name: functions[name]() for name in dict.fromkeys(algorithms)}
