@@ -143,9 +143,6 @@ def test_a_busy_sqlite_store_is_waited_for_off_the_loop(tmp_path: Path) -> None:
         store.close()
 
 
-LOG_BOUND = 16 * 64 * 4096  # restarts past 64 pages keep the log well under this
-
-
 def _wal_sizes_under_steady_writes(tmp_path: Path, restart_frames: int) -> list[int]:
     store = JobStore(f"sqlite:///{tmp_path}/wal-{restart_frames}.db")
     store.migrate()
@@ -175,13 +172,21 @@ def _wal_sizes_under_steady_writes(tmp_path: Path, restart_frames: int) -> list[
     return sizes
 
 
+# The WAL file keeps its largest size (a restart rewinds it, it does not shrink it), and
+# how large that is depends on how many pages the machine writes between two restarts; so
+# these tests judge the shape of the curve: level after its first quarter, or still rising.
+
+
 def test_the_wal_is_restarted_instead_of_growing(tmp_path: Path) -> None:
     """Passive checkpoints never catch up with steady writes; restarts bound the log."""
     restarted = _wal_sizes_under_steady_writes(tmp_path, restart_frames=64)
-    assert max(restarted) < LOG_BOUND, restarted
+    early = restarted[len(restarted) // 4]
+    assert max(restarted) <= 1.5 * early, restarted  # it levelled off
+    assert max(restarted) < 64 * 1024 * 1024, restarted
 
 
 def test_without_restarts_the_wal_grows(tmp_path: Path) -> None:
     """The control for the test above: the same load, no restarts."""
     grown = _wal_sizes_under_steady_writes(tmp_path, restart_frames=10**9)
-    assert max(grown) > LOG_BOUND, grown
+    early = grown[len(grown) // 4]
+    assert grown[-1] > 2 * early, grown  # still rising at the end
