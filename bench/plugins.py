@@ -484,9 +484,9 @@ def main() -> None:
                 ]
                 for transport in transports
             }
-            runs: dict[str, list[float]] = {side: [] for side in ["direct", *transports]}
+            sides = ["direct", *transports]
+            runs: dict[str, list[float]] = {side: [] for side in sides}
             for round_ in range(args.rounds):
-                sides = ["direct", *transports]
                 for side in sides if round_ % 2 == 0 else sides[::-1]:  # a b, then b a, ...
                     if side == "direct":
                         runs[side].append(floor(tool, items))

@@ -93,12 +93,15 @@ def test_every_pixel_mode_reads_the_same(ocr: OcrPlugin, mode: str) -> None:
     assert ocr.read(as_image(image.convert(mode))).text == "Pixel modes 2026"
 
 
-@pytest.mark.parametrize("dpi", [(300, 300), (1, 1), (100000, 100000)])
+@pytest.mark.parametrize(
+    ("fmt", "dpi"),
+    [("PNG", (300, 300)), ("PNG", (1, 1)), ("PNG", (100000, 100000)), ("TIFF", (300, 300))],
+)
 def test_a_declared_resolution_is_passed_on_or_ignored_when_absurd(
-    ocr: OcrPlugin, dpi: tuple[int, int]
+    ocr: OcrPlugin, fmt: str, dpi: tuple[int, int]
 ) -> None:
     image, _ = render_text(["Three hundred dpi scan"], 28)
-    decoded = as_image(image, dpi=dpi)
+    decoded = as_image(image, fmt, dpi=dpi)  # TIFF's resolution comes as an IFDRational
     assert decoded.pil.info["dpi"][0] == pytest.approx(dpi[0], rel=0.01)  # Pillow kept it
     assert ocr.read(decoded).text == "Three hundred dpi scan"
 

@@ -151,9 +151,11 @@ def _set_image(api: Any, pil: PILImage) -> None:
     image = _for_tesseract(pil)
     channels = 1 if image.mode == "L" else 3
     api.SetImageBytes(image.tobytes(), image.width, image.height, channels, image.width * channels)
-    dpi = pil.info.get("dpi")  # from the file (PNG pHYs, JPEG JFIF); else Tesseract estimates
-    if isinstance(dpi, tuple) and dpi and isinstance(dpi[0], int | float) and 70 <= dpi[0] <= 2400:
-        api.SetSourceResolution(round(dpi[0]))
+    # the file's resolution (PNG pHYs, JPEG JFIF or EXIF, TIFF), when plausible; else Tesseract
+    # estimates it. Pillow gives numbers: ints, floats or IFDRationals.
+    x_dpi = (pil.info.get("dpi") or (0,))[0]
+    if 70 <= x_dpi <= 2400:
+        api.SetSourceResolution(round(x_dpi))
 
 
 class OcrPlugin(Plugin):
