@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import time
@@ -166,6 +167,55 @@ def test_upload_for_a_field_that_is_not_an_image_input(client: TestClient) -> No
         data={"plugin": "testing", "tool": "echo"},
     )
     assert_error(response, 422, "validation_error")
+
+
+def post_form(client: TestClient, body: bytes, boundary: str | None = "b") -> httpx.Response:
+    content_type = "multipart/form-data" + (f"; boundary={boundary}" if boundary else "")
+    return client.post("/v1/analyze", content=body, headers={"content-type": content_type})
+
+
+def part(name: str, data: bytes, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return f"--b\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+
+
+SIZE_FIELDS = part("plugin", b"testing") + part("tool", b"size")
+
+
+@pytest.mark.parametrize(
+    ("body", "boundary", "message"),
+    [
+        (SIZE_FIELDS + part("image", png(), "x.png"), "b", "closing boundary"),  # no --b--
+        (b"", "b", "closing boundary"),
+        (b"this is not a form at all", "b", "malformed"),
+        (SIZE_FIELDS + b"--b--\r\n", None, "boundary"),
+        (b"--b\r\nX-Other: 1\r\n\r\nvalue\r\n--b--\r\n", "b", "name"),
+        (part("plugin", b"x" * (1024 * 1024 + 1)) + b"--b--\r\n", "b", "larger than"),
+        (b"".join(part(f"f{i}", b"1", f"{i}.png") for i in range(17)) + b"--b--\r\n", "b", "files"),
+    ],
+    ids=["unclosed", "empty", "garbage", "no-boundary", "no-name", "huge-field", "17-files"],
+)
+def test_malformed_multipart_forms(
+    client: TestClient, body: bytes, boundary: str | None, message: str
+) -> None:
+    error = assert_error(post_form(client, body, boundary), 422, "validation_error")
+    assert message in error["message"], error["message"]
+
+
+def test_a_multipart_upload_reaches_the_tool_whole(client: TestClient) -> None:
+    """A several-megabyte upload, its fields in any order, arrives byte for byte."""
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.effect_noise((1600, 1200), 80).convert("RGB").save(buffer, "PNG")
+    big = buffer.getvalue()
+    assert len(big) > 2 * 1024 * 1024  # past what Starlette would have spooled to disk
+    body = part("image", big, "big.png") + SIZE_FIELDS + b"--b--\r\n"
+    response = post_form(client, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == {"width": 1600, "height": 1200}
+    stored = client.get(f"/v1/blobs/{hashlib.sha256(big).hexdigest()}")  # stored under its hash
+    assert stored.status_code == 200 and stored.content == big
 
 
 # -- media -------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
-from starlette.datastructures import UploadFile
 
 from lensforge.api.deps import (
     IDEMPOTENCY_KEY_DOC,
@@ -17,6 +16,7 @@ from lensforge.api.deps import (
     caller_of,
     idempotency_key_of,
 )
+from lensforge.api.multipart import read_form
 from lensforge.api.responses import FastJSONResponse, error_response
 from lensforge.errors import ValidationError, from_envelope
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
@@ -76,13 +76,9 @@ async def read_request(request: Request, caller: Caller, key: str | None) -> Ana
     content_type = request.headers.get("content-type", "")
     uploads: dict[str, bytes] = {}
     if content_type.startswith("multipart/form-data"):
-        fields: dict[str, Any] = {}
-        async with request.form(max_files=16, max_fields=256) as form:  # closes temp files
-            for name, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    uploads[name] = await value.read()
-                else:
-                    fields[name] = value
+        form = await read_form(request, max_files=16, max_fields=256)
+        fields: dict[str, Any] = dict(form.fields)
+        uploads = dict(form.files)
         raw_inputs = fields.pop("inputs", None)
         inputs: Any = {}
         if raw_inputs:
