@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lensforge import cli_remote
+from lensforge import cli_remote, malloc
 from lensforge.cli_keys import keys_app
 from lensforge.errors import LensForgeError, ValidationError, from_envelope
 from lensforge.settings import Settings
@@ -85,6 +85,7 @@ def serve(
         log_level=log_level,
     )
     _check_bind(settings, insecure_no_auth)
+    malloc.keep_freed_memory(*malloc.API)  # request bodies: see lensforge/malloc.py
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

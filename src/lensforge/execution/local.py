@@ -34,6 +34,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
+from lensforge import malloc
 from lensforge.errors import Cancelled, LensForgeError, Timeout, WorkerLost
 from lensforge.execution.channel import BlockingChannel, ChannelProtocol
 from lensforge.execution.executors import CallControl
@@ -56,8 +57,7 @@ WORKER_ENVIRONMENT = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "OPENCV_FOR_THREADS_NUM": "1",
-    "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),  # glibc's largest: blocks below, from heap
-    "MALLOC_TRIM_THRESHOLD_": str(128 * 1024 * 1024),  # free memory kept before trimming
+    **malloc.environment(*malloc.WORKER),
 }
 PIPELINE_BUDGET_S = 0.02  # of queued work a worker may hold besides the call it runs
 PIPELINE_MAX = 16  # calls a worker may hold, the running one included
