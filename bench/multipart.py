@@ -3,7 +3,7 @@
     .venv/bin/python bench/multipart.py        # a few seconds
 
 For three generated PNG uploads (8x8, 640x480 and 2000x1500 noise: 0.6 KB, ~0.8 MB, ~7.6 MB),
-each sent as ``curl -F plugin=image -F image=@a.png`` would send it, arriving in 256 KiB
+each sent as ``bench/plugins.py``'s client (and ``curl -F``) sends it, arriving in 256 KiB
 chunks as uvicorn hands them over, it prints the CPU milliseconds per form of (a) Starlette's
 ``request.form()`` with the file read back (what LensForge did before), and (b)
 ``lensforge.api.multipart.read_form``, both alternated, and the ratio a/b.
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -21,7 +23,10 @@ from starlette.requests import Request
 
 from lensforge.api.multipart import read_form
 
-BOUNDARY = "lensforge-bench-boundary"
+sys.path.insert(0, str(Path(__file__).parent))
+
+import plugins as bench
+
 CHUNK = 256 * 1024
 
 
@@ -31,15 +36,6 @@ def png(width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
-def form_body(image: bytes) -> bytes:
-    head = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="plugin"\r\n\r\nimage\r\n'
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
-        "Content-Type: image/png\r\n\r\n"
-    )
-    return head.encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
 def request(body: bytes) -> Request:
     chunks = iter([body[i : i + CHUNK] for i in range(0, len(body), CHUNK)])
 
@@ -47,7 +43,7 @@ def request(body: bytes) -> Request:
         chunk = next(chunks, None)
         return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
 
-    content_type = f"multipart/form-data; boundary={BOUNDARY}".encode()
+    content_type = bench.MULTIPART.encode()
     scope = {"type": "http", "method": "POST", "headers": [(b"content-type", content_type)]}
     return Request(scope, receive)
 
@@ -70,7 +66,7 @@ async def main() -> None:
     print(f"{'upload':<24} {'(a) Starlette ms':>16} {'(b) LensForge ms':>16} {'a/b':>6}")
     for width, height, calls in ((8, 8, 2000), (640, 480, 200), (2000, 1500, 20)):
         image = png(width, height)
-        body = form_body(image)
+        body = bench.multipart_for("image.info", image, None)
         times: dict[str, list[float]] = {"a": [], "b": []}
         for round_ in range(4):  # a b b a a b b a: drift weighs on both alike
             order = [("a", starlette_form), ("b", lensforge_form)]

@@ -24,6 +24,7 @@ MiB = 1024 * 1024
 WORKER = (32 * MiB, 128 * MiB)  # 32 MiB: glibc's largest mmap threshold on 64-bit
 API = (8 * MiB, 32 * MiB)
 
+_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -31,10 +32,9 @@ _M_MMAP_THRESHOLD = -3
 
 def environment(mmap_threshold: int, trim_threshold: int) -> dict[str, str]:
     """The variables that give a new process these settings (glibc reads them at start)."""
-    return {
-        "MALLOC_MMAP_THRESHOLD_": str(mmap_threshold),  # blocks below this come from the heap
-        "MALLOC_TRIM_THRESHOLD_": str(trim_threshold),  # free memory kept at the heap's top
-    }
+    # blocks below the mmap threshold come from the heap; the trim threshold is the free
+    # memory kept at the heap's top
+    return dict(zip(_VARIABLES, (str(mmap_threshold), str(trim_threshold)), strict=True))
 
 
 def keep_freed_memory(mmap_threshold: int, trim_threshold: int) -> bool:
@@ -45,11 +45,11 @@ def keep_freed_memory(mmap_threshold: int, trim_threshold: int) -> bool:
     """
     if not sys.platform.startswith("linux"):
         return False
-    if any(name in os.environ for name in environment(0, 0)):
+    if any(name in os.environ for name in _VARIABLES):
         return False
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 (glibc only: musl has a mallopt that ignores)
+        libc.gnu_get_libc_version  # noqa: B018 (glibc only; musl's mallopt does nothing)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

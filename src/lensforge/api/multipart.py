@@ -29,7 +29,7 @@ class Form:
 
 
 class _Collector:
-    """python-multipart callbacks that collect each part as (name, is_file, data)."""
+    """python-multipart callbacks that collect the parts into a :class:`Form`."""
 
     def __init__(self, charset: str, max_files: int, max_fields: int) -> None:
         self.charset = charset
@@ -111,16 +111,13 @@ async def read_form(request: Request, *, max_files: int, max_fields: int) -> For
         charset = "latin-1"
     collector = _Collector(charset, max_files, max_fields)
     callbacks = {
-        name: getattr(collector, name)
-        for name in (
-            "on_part_begin",
-            "on_header_field",
-            "on_header_value",
-            "on_header_end",
-            "on_headers_finished",
-            "on_part_data",
-            "on_part_end",
-        )
+        "on_part_begin": collector.on_part_begin,
+        "on_header_field": collector.on_header_field,
+        "on_header_value": collector.on_header_value,
+        "on_header_end": collector.on_header_end,
+        "on_headers_finished": collector.on_headers_finished,
+        "on_part_data": collector.on_part_data,
+        "on_part_end": collector.on_part_end,
     }
     body = await request.body()
     try:
