@@ -181,7 +181,9 @@ def test_the_wal_is_restarted_instead_of_growing(tmp_path: Path) -> None:
     """Passive checkpoints never catch up with steady writes; restarts bound the log."""
     restarted = _wal_sizes_under_steady_writes(tmp_path, restart_frames=64)
     early = restarted[len(restarted) // 4]
-    assert max(restarted) <= 1.5 * early, restarted  # it levelled off
+    # it levelled off: a restart that comes late (a slow fsync) may lift the high-water mark
+    # by half (up to 1.53x seen on a slow machine); without restarts it ends 3.3-4.4x higher
+    assert max(restarted) <= 2 * early, restarted
     assert max(restarted) < 64 * 1024 * 1024, restarted
 
 
