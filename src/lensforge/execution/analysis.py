@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from lensforge.execution.jobs import JobExecutionService
 from lensforge.media import MediaLimits, decode_base64, probe
 from lensforge.plugin import ToolSpec
 from lensforge.registry import Registry
-from lensforge.store import JobRecord, NewJob
+from lensforge.store import Event, JobRecord, NewJob
 
 INLINE_MEDIA_BYTES = 1024 * 1024  # media up to this size is prepared on the event loop
 
@@ -62,6 +63,44 @@ class AnalysisExecutionService:
         self.limits = limits
         self.max_timeout_s = max_timeout_s
         self.sync_wait_s = sync_wait_s
+
+    # -- the job operations every interface uses (reads and cancel), by job id --------------
+
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        """The job, or JobNotFound (also for another owner's job when ``owner`` is given)."""
+        return await self.jobs.get(job_id, owner=owner)
+
+    async def list_jobs(self, **filters: Any) -> list[JobRecord]:
+        return await self.jobs.list_jobs(**filters)
+
+    async def events(self, job_id: str, *, owner: str | None = None) -> list[Event]:
+        return await self.jobs.events(job_id, owner=owner)
+
+    def watch(self, job_id: str, *, owner: str | None = None) -> AsyncIterator[JobRecord]:
+        return self.jobs.watch(job_id, owner=owner)
+
+    async def wait(
+        self, job_id: str, timeout_s: float, *, current: JobRecord | None = None
+    ) -> JobRecord:
+        return await self.jobs.wait(job_id, timeout_s, current=current)
+
+    async def cancel(
+        self, job_id: str, *, owner: str | None = None, wait_s: float = 2.0
+    ) -> JobRecord:
+        return await self.jobs.cancel(job_id, owner=owner, wait_s=wait_s)
+
+    async def owns_blob(self, digest: str, owner: str) -> bool:
+        return await self.jobs.owns_blob(digest, owner)
+
+    async def counts(self) -> dict[str, int]:
+        return await self.jobs.counts()
+
+    async def ping(self) -> None:
+        await self.jobs.ping()
+
+    def default_tool(self, plugin: str) -> str:
+        """The name of a plugin's first tool (for callers that name only the plugin)."""
+        return next(iter(self.registry.get(plugin).tools))
 
     def resolve(self, plugin: str, tool: str | None) -> ToolSpec:
         spec = self.registry.resolve(plugin, tool)
