@@ -75,6 +75,36 @@ class ValidationError(LensForgeError):
     status = 422
     default_message = "The request does not match the tool's input schema; see details."
 
+    MAX_LISTED: ClassVar[int] = 20  # problems listed in one error; the rest only counted
+
+    @classmethod
+    def of_problems(
+        cls, what: str, problems: list[dict[str, Any]], **context: Any
+    ) -> ValidationError:
+        """One error for a list of ``{field, message, type}`` problems: "Invalid inputs:
+        a: ...; b: ...", listing at most :attr:`MAX_LISTED` of them (a hostile request with
+        a million bad keys must not produce a million-line answer)."""
+        listed = problems[: cls.MAX_LISTED]
+        message = f"Invalid {what}: " + "; ".join(f"{p['field']}: {p['message']}" for p in listed)
+        details: dict[str, Any] = {"errors": listed}
+        if len(problems) > len(listed):
+            message += f"; and {len(problems) - len(listed)} more"
+            details["total_errors"] = len(problems)
+        return cls(message, details=details, **context)
+
+
+def pydantic_problems(errors: list[Any], root: str) -> list[dict[str, Any]]:
+    """Pydantic's ``exc.errors()`` as ``{field, message, type}`` problems; ``root`` names
+    the whole value (``"(inputs)"``, ``"(body)"``) when an error has no location."""
+    return [
+        {
+            "field": ".".join(str(part) for part in err.get("loc", ())) or root,
+            "message": err.get("msg", ""),
+            "type": err.get("type"),
+        }
+        for err in errors
+    ]
+
 
 class PluginNotFound(LensForgeError):
     code = "plugin_not_found"
