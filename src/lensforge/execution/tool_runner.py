@@ -154,18 +154,17 @@ class ToolRunner:
             )
         return outcome
 
-    def _decode_media(self, spec: ToolSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _decode_media(self, spec: ToolSpec, values: dict[str, Any]) -> dict[str, Any]:
+        """Media references (as validated) swapped for checked, decoded images."""
         for name in spec.media_fields:
-            value = kwargs.get(name)
-            if isinstance(value, dict) and "blob" in value:
-                value = MediaRef(str(value["blob"]))
+            value = values.get(name)
             if isinstance(value, MediaRef):
                 try:
-                    kwargs[name] = Image.decode(self.blobs.get(value.blob), self.limits)
+                    values[name] = Image.decode(self.blobs.get(value.blob), self.limits)
                 except LensForgeError as exc:
                     exc.details.setdefault("field", name)
                     raise
-        return kwargs
+        return values
 
     @staticmethod
     def _check_storable(result: Any) -> Any:

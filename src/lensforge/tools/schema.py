@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from lensforge.errors import PluginError
-from lensforge.media import IMAGE_JSON_SCHEMA, is_media_schema
+from lensforge.media import IMAGE_JSON_SCHEMA, MediaRef, is_media_schema
 from lensforge.plugin import SchemaToolOptions, ToolContext
 from lensforge.tools.spec import CallArguments, ToolSpec, invalid_tool
 
@@ -77,7 +77,12 @@ class SchemaTool(ToolSpec):
             }
             for error in errors
         ]
-        return problems, dict(inputs)
+        values = dict(inputs)
+        for name in self.media_fields:  # a blob reference, as a typed tool's Image gives it
+            value = values.get(name)
+            if not problems and isinstance(value, dict) and "blob" in value:
+                values[name] = MediaRef(str(value["blob"]))
+        return problems, values
 
     def call_arguments(self, values: dict[str, Any], ctx: ToolContext) -> CallArguments:
         """``handler(self, inputs, ctx)``: the inputs as one dict, then the context."""

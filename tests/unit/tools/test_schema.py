@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from lensforge import ToolContext
 from lensforge.errors import PluginError, ValidationError
+from lensforge.media import MediaRef
 from lensforge.tools import SchemaTool, collect_tools
 from tests.plugins_for_tests import Ported, Testing
 
@@ -44,8 +45,11 @@ def test_validate_inputs_lists_every_bad_field() -> None:
 
 def test_media_inputs_are_checked_as_image_references() -> None:
     spec = schema_spec(Ported, "run")
-    blob = {"blob": "sha256:" + "0" * 64}
-    assert spec.validate_inputs({"picture": blob}) == {"picture": blob}
+    blob = "sha256:" + "0" * 64
+    assert spec.validate_inputs({"picture": {"blob": blob}, "k": 2}) == {
+        "picture": MediaRef(blob),
+        "k": 2,
+    }
     with pytest.raises(ValidationError) as info:
         spec.validate_inputs({"picture": {"blob": "not a digest"}})
     assert info.value.details["errors"][0]["field"] == "picture"
