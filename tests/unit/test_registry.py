@@ -4,10 +4,8 @@ server with such plugins, and metrics."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,6 +30,7 @@ from tests.plugins_for_tests import (
     Typed,
     Unstorable,
 )
+from tests.support import png, wait_for_job
 
 # -- lifecycle: UNAVAILABLE and FAILED --------------------------------------------------------
 
@@ -145,8 +144,6 @@ def test_calls_to_a_plugin_whose_setup_failed_answer_503(lifecycle_client: TestC
 
 
 def test_a_tool_with_a_list_result_runs_through_the_server(lifecycle_client: TestClient) -> None:
-    from tests.support import png
-
     files = {"image": ("x.png", png(), "image/png")}
     response = lifecycle_client.post("/v1/analyze", files=files, data={"plugin": "typed.detect"})
     assert response.status_code == 200, response.text
@@ -174,13 +171,7 @@ def test_a_tool_with_a_scalar_result_runs_through_the_server(
     )
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["job_id"]
-    deadline = time.monotonic() + 10
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = lifecycle_client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in {"SUCCESS", "FAILED", "CANCELLED"}:
-            break
-        time.sleep(0.05)
+    job = wait_for_job(lifecycle_client, job_id, timeout_s=10)
     assert job["status"] == "SUCCESS", job
     assert lifecycle_client.get(f"/v1/jobs/{job_id}/result").json()["result"] == 3
     assert lifecycle_client.get("/v1/jobs", params={"plugin": "typed"}).status_code == 200
@@ -192,14 +183,8 @@ def test_a_result_the_store_cannot_hold_fails_the_job_at_once(
     submitted = lifecycle_client.post("/v1/jobs", json={"plugin": "unstorable"})
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["job_id"]
-    deadline = time.monotonic() + 3  # its lease (30 s) must not be what ends it
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = lifecycle_client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in {"SUCCESS", "FAILED", "CANCELLED"}:
-            break
-        time.sleep(0.05)
-    assert job["status"] == "FAILED", job  # at once: not when its lease (30 s) runs out
+    job = wait_for_job(lifecycle_client, job_id, timeout_s=3)  # far below its 30 s lease
+    assert job["status"] == "FAILED", job
     assert job["attempts"] == 1
     assert job["error"]["code"] == "plugin_error"
     assert "cannot be stored as JSON" in job["error"]["message"]
