@@ -77,12 +77,14 @@ class SchemaTool(ToolSpec):
             }
             for error in errors
         ]
+        if problems:
+            return problems, {}
         values = dict(inputs)
         for name in self.media_fields:  # a blob reference, as a typed tool's Image gives it
             value = values.get(name)
-            if not problems and isinstance(value, dict) and "blob" in value:
+            if isinstance(value, dict) and "blob" in value:
                 values[name] = MediaRef(str(value["blob"]))
-        return problems, values
+        return [], values
 
     def call_arguments(self, values: dict[str, Any], ctx: ToolContext) -> CallArguments:
         """``handler(self, inputs, ctx)``: the inputs as one dict, then the context."""

@@ -40,9 +40,11 @@ class ToolSpec(ABC):
         return f"{self.plugin}.{self.name}"
 
     def validate_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Check ``inputs`` against the input schema; a ValidationError lists every bad field.
+        """Check ``inputs`` against the input schema; a ValidationError lists the bad fields
+        (see :meth:`~lensforge.errors.ValidationError.of_problems`).
 
-        Returns the validated keyword arguments (media still as references).
+        Returns the validated values by input name (media as :class:`~lensforge.media.MediaRef`
+        references, decoded later by the ToolRunner).
         """
         if not isinstance(inputs, dict):
             raise ValidationError(
@@ -69,6 +71,7 @@ class ToolSpec(ABC):
         schema; a value that breaks it is a :class:`~lensforge.errors.PluginError`."""
 
     def manifest(self) -> dict[str, Any]:
+        """The tool as ``GET /v1/plugins/{plugin}`` shows it."""
         return {
             "name": self.name,
             "qualified_name": self.qualified_name,
