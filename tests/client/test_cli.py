@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
-from lensforge import cli, cli_remote
+from lensforge import cli
+from lensforge.cli import output
+from lensforge.client import ConnectionFailed
+from lensforge.errors import Cancelled, Conflict, PluginError, ValidationError
 from tests.client.conftest import ROOT, Server
 from tests.support import free_port, png
 
@@ -34,10 +37,13 @@ def as_json(done: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(done.stdout)
 
 
-def test_exit_codes_match_the_cli() -> None:
-    assert cli_remote.EXIT_JOB_FAILED == cli.EXIT_JOB_FAILED
-    assert cli_remote.EXIT_USAGE == cli.EXIT_USAGE
-    assert cli_remote.EXIT_CONNECTION == cli.EXIT_CONNECTION
+def test_exit_codes_are_the_documented_ones() -> None:
+    assert (cli.EXIT_OK, cli.EXIT_JOB_FAILED, cli.EXIT_USAGE, cli.EXIT_CONNECTION) == (0, 1, 2, 3)
+    assert output.exit_code(ConnectionFailed()) == cli.EXIT_CONNECTION
+    assert output.exit_code(ValidationError()) == cli.EXIT_USAGE
+    assert output.exit_code(Conflict()) == cli.EXIT_USAGE
+    assert output.exit_code(PluginError()) == cli.EXIT_JOB_FAILED
+    assert output.exit_code(Cancelled()) == cli.EXIT_JOB_FAILED
 
 
 def test_submit_job_result_jobs_and_cancel(server: Server, tmp_path: Path) -> None:
