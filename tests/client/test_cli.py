@@ -15,7 +15,7 @@ from lensforge import cli
 from lensforge.cli import output
 from lensforge.client import ConnectionFailed
 from lensforge.errors import Cancelled, Conflict, PluginError, ValidationError
-from tests.client.conftest import ROOT, Server
+from tests.mcp_server.support import ROOT, HttpServer
 from tests.support import free_port, png
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
     assert output.exit_code(Cancelled()) == cli.EXIT_JOB_FAILED
 
 
-def test_submit_job_result_jobs_and_cancel(server: Server, tmp_path: Path) -> None:
+def test_submit_job_result_jobs_and_cancel(server: HttpServer, tmp_path: Path) -> None:
     image = tmp_path / "photo.png"
     image.write_bytes(png(64, 48))
     waited = lensforge(server.url, "submit", "testing.size", "--image", str(image), "--wait")
@@ -74,7 +74,7 @@ def test_submit_job_result_jobs_and_cancel(server: Server, tmp_path: Path) -> No
     assert as_json(again)["error"]["code"] == "conflict"
 
 
-def test_exit_codes(server: Server) -> None:
+def test_exit_codes(server: HttpServer) -> None:
     bad = lensforge(server.url, "submit", "testing.echo", "-i", "times=1", "--json")
     assert bad.returncode == cli.EXIT_USAGE
     assert as_json(bad)["error"]["code"] == "validation_error"
@@ -88,7 +88,7 @@ def test_exit_codes(server: Server) -> None:
     assert as_json(nowhere)["error"]["code"] == "connection_failed"
 
 
-def test_batch_analyze_reports_each_file(server: Server, tmp_path: Path) -> None:
+def test_batch_analyze_reports_each_file(server: HttpServer, tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
     for i in range(50):

@@ -9,6 +9,7 @@ and exit codes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -26,9 +27,52 @@ from lensforge.cli.options import (
 )
 from lensforge.cli.output import console, show_result
 from lensforge.cli.remote_call import Remote
-from lensforge.client import Client, JobInfo
+from lensforge.client import Client, Job, JobInfo
 
 app = typer.Typer()
+
+
+def _raw(info: JobInfo) -> dict[str, Any]:
+    return info.raw
+
+
+def _job_table(jobs: list[JobInfo]) -> Table:
+    table = Table("id", "tool", "status", "progress", "created", "error")
+    for info in jobs:
+        table.add_row(
+            info.id,
+            f"{info.plugin}.{info.tool}",
+            info.status,
+            f"{info.progress:.0%}",
+            info.created_at or "",
+            (info.error or {}).get("code", ""),
+        )
+    return table
+
+
+def _show_job(info: JobInfo) -> None:
+    table = Table("field", "value", show_header=False)
+    for key, value in info.raw.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+def _on_job(
+    action: Callable[[Job], JobInfo], show: Callable[[JobInfo], None]
+) -> Callable[..., None]:
+    """A command that does ``action`` to one job and shows the job as it then stands."""
+
+    def command(
+        job_id: JobIdArgument,
+        server: ServerOption = None,
+        api_key: ApiKeyOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        Remote(server, api_key, as_json).call(
+            lambda client: action(client.job(job_id)), show=show, to_json=_raw
+        )
+
+    return command
 
 
 @app.command()
@@ -80,17 +124,9 @@ def jobs(
     )
 
 
-@app.command()
-def job(
-    job_id: JobIdArgument,
-    server: ServerOption = None,
-    api_key: ApiKeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Show one job: status, progress, attempts, timestamps, error."""
-    Remote(server, api_key, as_json).call(
-        lambda client: client.job(job_id).info(), show=_show_job, to_json=_raw
-    )
+app.command("job", help="Show one job: status, progress, attempts, timestamps, error.")(
+    _on_job(Job.info, _show_job)
+)
 
 
 @app.command()
@@ -106,41 +142,6 @@ def result(
     remote.call(lambda client: remote.finish(client.job(job_id), wait=wait), show=show_result)
 
 
-@app.command()
-def cancel(
-    job_id: JobIdArgument,
-    server: ServerOption = None,
-    api_key: ApiKeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Cancel a pending or running job (exit 2 if it already finished)."""
-    Remote(server, api_key, as_json).call(
-        lambda client: client.job(job_id).cancel(),
-        show=lambda info: console.print(f"{info.id} {info.status}"),
-        to_json=_raw,
-    )
-
-
-def _raw(info: JobInfo) -> dict[str, Any]:
-    return info.raw
-
-
-def _job_table(jobs: list[JobInfo]) -> Table:
-    table = Table("id", "tool", "status", "progress", "created", "error")
-    for info in jobs:
-        table.add_row(
-            info.id,
-            f"{info.plugin}.{info.tool}",
-            info.status,
-            f"{info.progress:.0%}",
-            info.created_at or "",
-            (info.error or {}).get("code", ""),
-        )
-    return table
-
-
-def _show_job(info: JobInfo) -> None:
-    table = Table("field", "value", show_header=False)
-    for key, value in info.raw.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-    console.print(table)
+app.command("cancel", help="Cancel a pending or running job (exit 2 if it already finished).")(
+    _on_job(Job.cancel, lambda info: console.print(f"{info.id} {info.status}"))
+)
