@@ -25,7 +25,7 @@ import warnings
 from typing import Any
 
 from lensforge.client.async_client import AsyncClient, AsyncJob
-from lensforge.client.base import DEFAULT_SERVER, BaseClient
+from lensforge.client.base import DEFAULT_SERVER, BaseClient, BaseJob
 from lensforge.client.models import (
     TERMINAL_STATUSES,
     ConnectionFailed,
@@ -43,6 +43,7 @@ __all__ = [
     "AsyncClient",
     "AsyncJob",
     "BaseClient",
+    "BaseJob",
     "Client",
     "ConnectionFailed",
     "ImageInput",

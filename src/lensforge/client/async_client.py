@@ -9,23 +9,16 @@ from typing import Any
 
 import httpx
 
-from lensforge.client.base import BaseClient
+from lensforge.client.base import BaseClient, BaseJob
 from lensforge.client.models import ImageInput, JobInfo, JobResult
 from lensforge.client.progress import Event, EventParser, ProgressWatch
 
 
-class AsyncJob:
+class AsyncJob(BaseJob["AsyncClient"]):
     """A submitted job on the server, for :class:`AsyncClient` (see :class:`Job`)."""
 
-    def __init__(self, client: AsyncClient, job_id: str) -> None:
-        self.client = client
-        self.id = job_id
-
-    def __repr__(self) -> str:
-        return f"AsyncJob({self.id!r})"
-
     async def _call(self, method: str, suffix: str = "") -> Any:
-        return await self.client._call(method, f"/v1/jobs/{self.id}{suffix}")
+        return await self.client._call(method, self._path(suffix))
 
     async def info(self) -> JobInfo:
         return JobInfo.from_view(await self._call("GET"))

@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -21,6 +21,8 @@ from lensforge.client.models import ConnectionFailed, ImageInput, JobInfo, JobRe
 from lensforge.errors import LensForgeError, ValidationError, from_envelope
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+ClientT = TypeVar("ClientT", bound="BaseClient")
 
 
 class BaseClient:
@@ -136,6 +138,20 @@ class BaseClient:
     @staticmethod
     def _job_infos(body: dict[str, Any]) -> list[JobInfo]:
         return [JobInfo.from_view(view) for view in body["jobs"]]
+
+
+class BaseJob(Generic[ClientT]):
+    """A handle on one job of a client's server (no request is made to create it)."""
+
+    def __init__(self, client: ClientT, job_id: str) -> None:
+        self.client = client
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+    def _path(self, suffix: str = "") -> str:
+        return f"/v1/jobs/{self.id}{suffix}"
 
 
 def _error_from(response: httpx.Response) -> LensForgeError:

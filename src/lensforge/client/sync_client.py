@@ -8,23 +8,16 @@ from typing import Any
 
 import httpx
 
-from lensforge.client.base import BaseClient
+from lensforge.client.base import BaseClient, BaseJob
 from lensforge.client.models import ImageInput, JobInfo, JobResult
 from lensforge.client.progress import Event, EventParser, ProgressWatch
 
 
-class Job:
+class Job(BaseJob["Client"]):
     """A submitted job on the server: wait for it, read its result, follow it, cancel it."""
 
-    def __init__(self, client: Client, job_id: str) -> None:
-        self.client = client
-        self.id = job_id
-
-    def __repr__(self) -> str:
-        return f"Job({self.id!r})"
-
     def _call(self, method: str, suffix: str = "") -> Any:
-        return self.client._call(method, f"/v1/jobs/{self.id}{suffix}")
+        return self.client._call(method, self._path(suffix))
 
     def info(self) -> JobInfo:
         """The job as it stands now."""
