@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -46,12 +47,21 @@ def run(
     settings = load_settings(database_url=database_url, data_dir=data_dir)
     try:
         inputs = parse_inputs(input)
-        if image is not None and not image.is_file():
-            raise ValidationError(f"No such file: {image}")
-        answer = asyncio.run(_run(settings, target, image.read_bytes() if image else None, inputs))
+        answer = asyncio.run(_run(settings, target, _read(image), inputs))
     except LensForgeError as exc:
         fail(exc, as_json)
     emit(answer, as_json, show_result)
+
+
+def _read(image: Path | None) -> bytes | None:
+    if image is None:
+        return None
+    if not image.is_file():
+        raise ValidationError(f"No such file: {image}")
+    try:
+        return image.read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"Cannot read {image}: {exc.strerror or exc}.") from exc
 
 
 async def _run(
