@@ -337,16 +337,15 @@ def run_lensforge(args: argparse.Namespace, rundir: Path, profile: Path | None) 
 
         baseline, since = store.finished(), time.time()
         sampler = Sampler(server.pid, workers)
-        outputs: list[dict[str, Any]] = []
         with (
             py_spy(server.pid, profile, args.py_spy_duration),
             cpu_meter(server=[server.pid], workers=workers) as cpu,
         ):
             sampler.start()
             proc, out = start_client("lensforge", args.jobs, rundir, args, *port)
-            outputs.append(client_output(proc, out, args.limit))
-            sent = outputs[0]["sent"]
-            seen = wait_for(lambda: store.finished() - baseline >= len(sent), 60, server.alive)
+            client = client_output(proc, out, args.limit)
+            target = baseline + len(client["sent"])
+            seen = wait_for(lambda: store.finished() >= target, args.limit, server.alive)
         load = sampler.finish()
         counts, times = store.counts(), store.times(since)
         time.sleep(1.0)
@@ -356,7 +355,6 @@ def run_lensforge(args: argparse.Namespace, rundir: Path, profile: Path | None) 
             store.close()
         server.stop()
 
-    client = outputs[0]
     mine = {job: t for job, t in times.items() if job in client["sent"]}
     submit_end = max(client["accepted"].values(), default=math.nan)
     finished = {job: t[2] for job, t in mine.items()}
@@ -400,9 +398,8 @@ def _all_stored(rclient: Any, ids: list[str]) -> bool:
     if not ids or not rclient.exists(_meta_key(ids[-1])):
         return not ids
     keys = [_meta_key(task_id) for task_id in ids]
-    return sum(int(rclient.exists(*keys[i : i + 1000])) for i in range(0, len(keys), 1000)) >= len(
-        ids
-    )
+    stored = sum(int(rclient.exists(*keys[i : i + 1000])) for i in range(0, len(keys), 1000))
+    return stored >= len(ids)
 
 
 def _finish_times(rclient: Any, ids: list[str]) -> tuple[dict[str, float], dict[str, int]]:

@@ -78,7 +78,7 @@ async def _submit_lensforge(args: argparse.Namespace, out: dict[str, Any]) -> No
 
 
 def lensforge(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"sent": {}, "accepted": {}, "errors": []}
+    out: dict[str, Any] = {"sent": {}, "accepted": {}, "errors": [], "cpu_s": 0.0}
     cpu0 = time.process_time()
     run_async(_submit_lensforge(args, out))
     out["cpu_s"] = time.process_time() - cpu0
@@ -146,7 +146,7 @@ def celery(args: argparse.Namespace) -> dict[str, Any]:
     from throughput_celery import make_app
 
     app = make_app(args.redis_url, results=False)
-    out: dict[str, Any] = {"sent": {}, "errors": []}
+    out: dict[str, Any] = {"sent": {}, "errors": [], "cpu_s": 0.0}
     try:
         (_celery_raw if args.api == "raw" else _celery_group)(app, args, out)
     except Exception as exc:  # reported in the output; the benchmark says which run failed
@@ -162,7 +162,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=16, help="in flight / per pipeline")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--limit", type=float, default=120.0, help="seconds at most (120)")
+    parser.add_argument("--limit", type=float, default=120.0, help="seconds at most (LensForge)")
     parser.add_argument("--port", type=int, help="LensForge's port")
     parser.add_argument("--redis-url", help="Celery's broker")
     parser.add_argument("--api", choices=["raw", "group"], default="raw", help="Celery client")
