@@ -33,3 +33,11 @@ class Drawing(Plugin):
     def numbers(self, count: int = 3) -> list[int]:
         """A list (an output schema that is not an object)."""
         return list(range(count))
+
+    @tool
+    def slow_fail(self, seconds: float = 1.0) -> dict[str, str]:
+        """Sleep, then raise (a failure that arrives after the call became a task)."""
+        import time
+
+        time.sleep(seconds)
+        raise RuntimeError("failed late")
