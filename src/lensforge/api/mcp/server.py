@@ -29,6 +29,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 
 from lensforge import __version__
+from lensforge.api.mcp.apps import UI, VIEW_URI, ResultView
 from lensforge.api.mcp.catalog import BLOB_URI_TEMPLATE, Catalog, Entry
 from lensforge.api.mcp.results import INLINE_IMAGE_BYTES, Results, blob_digest, error_result
 from lensforge.api.mcp.tasks import TasksExtension, apply_extension
@@ -78,7 +79,8 @@ class LensForgeMCP:
         self.services = services
         self.analysis: AnalysisExecutionService = services.analysis
         settings = services.settings
-        self.catalog = Catalog(services.registry)
+        self.view = ResultView()
+        self.catalog = Catalog(services.registry, tool_meta=self.view.tool_meta())
         inline = getattr(settings, "mcp_inline_image_bytes", INLINE_IMAGE_BYTES)
         self.results = Results(services.blobs, inline_bytes=int(inline))
         self.server: Server[Any] = Server(
@@ -94,6 +96,7 @@ class LensForgeMCP:
         task_after_s = float(getattr(settings, "mcp_task_after_s", TASK_AFTER_S))
         self.tasks = TasksExtension(self, task_after_s=task_after_s)
         apply_extension(self.server, self.tasks, self._call_tool)
+        self.server.extensions[UI] = {}  # the result view (apps.py): a resource, no methods
         if not log.isEnabledFor(logging.DEBUG):
             # The SDK logs every request at INFO; LensForge logs jobs itself.
             for name in ("mcp.server.lowlevel.server", "mcp.server.streamable_http_manager"):
@@ -210,7 +213,7 @@ class LensForgeMCP:
     async def _list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=[])
+        return types.ListResourcesResult(resources=[self.view.resource()])
 
     async def _list_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -228,6 +231,8 @@ class LensForgeMCP:
         self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
+        if uri == VIEW_URI:
+            return types.ReadResourceResult(contents=[self.view.read()])
         caller = caller_of(ctx)
         try:
             digest = blob_digest(uri)
