@@ -264,3 +264,31 @@ def test_a_stateless_post_streams_only_when_progress_is_sent(http_server: HttpSe
         assert streamed.headers["content-type"].startswith("text/event-stream")
         assert '"method":"notifications/progress"' in streamed.text
         assert '"structuredContent":{"slept":0.5}' in streamed.text
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["stateless", "session"])
+def test_an_sdk_2_client_connects_over_stdio_without_a_warning(
+    tmp_path: Path, legacy: bool
+) -> None:
+    """Issue 16: ``lensforge mcp`` printed a 94-line validation warning on every 2.x connect."""
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "tests.launch_mcp", "stdio"],
+        env=server_env(tmp_path),
+        cwd=ROOT,
+    )
+    errlog = tmp_path / "stderr.txt"
+
+    async def go() -> None:
+        with errlog.open("w") as sink:
+            mode = "legacy" if legacy else MODERN
+            async with Client(stdio_client(params, errlog=sink), mode=mode) as client:
+                await client.list_tools()
+                assert (await client.call_tool("testing_noop", {})).structured_content == {
+                    "ok": True
+                }
+
+    asyncio.run(go())
+    assert errlog.read_text() == ""
