@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -152,18 +153,22 @@ def server_env(tmp_path: Path, port: int = 0) -> dict[str, str]:
 class HttpServer:
     """``python -m tests.launch_mcp http`` on a free loopback port."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, stderr: Path | None = None) -> None:
         self.tmp_path = tmp_path
+        self.stderr = stderr  # where the server's stderr goes (default: the test's)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.launch_mcp", "http"],
-            cwd=ROOT,
-            env=server_env(self.tmp_path, self.port),
-        )
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(self.stderr.open("a")) if self.stderr else None
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.launch_mcp", "http"],
+                cwd=ROOT,
+                env=server_env(self.tmp_path, self.port),
+                stderr=sink,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

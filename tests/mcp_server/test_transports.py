@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -292,3 +293,72 @@ def test_an_sdk_2_client_connects_over_stdio_without_a_warning(
 
     asyncio.run(go())
     assert errlog.read_text() == ""
+
+
+def test_client_disconnects_log_no_error(tmp_path: Path) -> None:
+    """Issue 16: an ordinary disconnect (mid-stream, or a dropped GET stream) is not an error."""
+    log = tmp_path / "server.log"
+    server = HttpServer(tmp_path, stderr=log)
+    accept = "application/json, text/event-stream"
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "testing_sleep", "arguments": {"seconds": 2}},
+    }
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            modern = {
+                "Accept": accept,
+                "MCP-Protocol-Version": MODERN,
+                "Mcp-Method": "tools/call",
+                "Mcp-Name": "testing_sleep",
+            }
+            meta = {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "progressToken": "p",
+            }
+            body = {**call, "params": {**call["params"], "_meta": meta}}
+            with http.stream("POST", "/mcp", json=body, headers=modern) as streamed:
+                next(streamed.iter_lines())  # the first progress event, then hang up
+            init = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0"},
+                },
+            }
+            opened = http.post("/mcp", json=init, headers={"Accept": accept})
+            session = {
+                "Accept": accept,
+                "mcp-session-id": opened.headers["mcp-session-id"],
+                "mcp-protocol-version": "2025-11-25",
+            }
+            http.post(
+                "/mcp",
+                json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                headers=session,
+            )
+            with (
+                contextlib.suppress(httpx.ReadTimeout),
+                http.stream(
+                    "GET", "/mcp", headers={**session, "Accept": "text/event-stream"}, timeout=0.5
+                ) as standalone,
+            ):
+                for _ in standalone.iter_lines():
+                    pass
+            legacy = {**call, "params": {**call["params"], "_meta": {"progressToken": "q"}}}
+            with http.stream("POST", "/mcp", json=legacy, headers=session) as streamed:
+                next(streamed.iter_lines())
+        time.sleep(2.5)  # both jobs end after their callers left
+    finally:
+        assert server.process is not None
+        server.process.terminate()
+        server.process.wait(timeout=15)
+    text = log.read_text()
+    assert "Traceback" not in text and "ERROR" not in text, text[-3000:]
