@@ -143,6 +143,11 @@ class Catalog:
             if self.registry.get(entry.spec.plugin).state not in down
         ]
 
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's MCP input schema by name (None when unknown), for ``Mcp-Param-*`` checks."""
+        entry = self._entries.get(name) or self._entries.get(self._aliases.get(name, ""))
+        return entry.tool.input_schema if entry is not None else None
+
     def resolve(self, name: str) -> Entry:
         entry = self._entries.get(name) or self._entries.get(self._aliases.get(name, ""))
         if entry is None:

@@ -87,6 +87,8 @@ class LensForgeMCP:
             "lensforge",
             version=__version__,
             instructions=INSTRUCTIONS,
+            # Mcp-Param-* header checks look the schema up here, not by running tools/list
+            get_tool_input_schema=self.catalog.input_schema,
             on_list_tools=self._list_tools,
             on_list_resources=self._list_resources,
             on_list_resource_templates=self._list_templates,
