@@ -30,9 +30,11 @@ from tests.support import b64, png
 
 
 @pytest.fixture(autouse=True)
-def _quick_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+def _quick_tasks(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     """Calls still running after 0.5 s become tasks (2 s by default)."""
     monkeypatch.setattr(mcp_server, "TASK_AFTER_S", 0.5)
+    if "mcp_task_after_s" in type(settings).model_fields:  # once the settings tree has it
+        monkeypatch.setattr(settings, "mcp_task_after_s", 0.5)
 
 
 def test_tools_are_listed_as_plugin_underscore_tool_with_schemas(settings: Settings) -> None:

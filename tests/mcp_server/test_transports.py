@@ -355,7 +355,10 @@ def test_client_disconnects_log_no_error(tmp_path: Path) -> None:
             legacy = {**call, "params": {**call["params"], "_meta": {"progressToken": "q"}}}
             with http.stream("POST", "/mcp", json=legacy, headers=session) as streamed:
                 next(streamed.iter_lines())
-        time.sleep(2.5)  # both jobs end after their callers left
+            time.sleep(2.5)  # both jobs end after their callers left
+            # the stateless call's closed stream cancelled its job
+            jobs = http.get("/v1/jobs", params={"tool": "sleep"}).json()["jobs"]
+            assert "CANCELLED" in {job["status"] for job in jobs}, jobs
     finally:
         assert server.process is not None
         server.process.terminate()
