@@ -365,3 +365,34 @@ def test_client_disconnects_log_no_error(tmp_path: Path) -> None:
         server.process.wait(timeout=15)
     text = log.read_text()
     assert "Traceback" not in text and "ERROR" not in text, text[-3000:]
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["stateless", "session"])
+@pytest.mark.parametrize(
+    "header", [{"Host": "evil.example"}, {"Origin": "http://evil.example"}], ids=["host", "origin"]
+)
+def test_dns_rebinding_is_refused_on_both_revisions(
+    http_server: HttpServer, legacy: bool, header: dict[str, str]
+) -> None:
+    headers = {"Accept": "application/json, text/event-stream", **header}
+    if legacy:
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        }
+    else:
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        headers |= {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/list"}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}
+    refused = httpx.post(f"{http_server.url}/mcp", json=body, headers=headers, timeout=10)
+    assert refused.status_code in (403, 421), refused.text
+    assert "mcp-session-id" not in refused.headers
