@@ -31,7 +31,13 @@ from typing import Any, Literal, Protocol
 
 import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.extension import Extension, MethodBinding
+from mcp.server.extension import (
+    Extension,
+    MethodBinding,
+    RequestHandler,
+    compose_tool_call_handler,
+)
+from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
@@ -203,19 +209,17 @@ class TasksExtension(Extension):
         return {}
 
 
-def apply_extension(server: Any, extension: Extension, call_tool: Any) -> None:
+def apply_extension(server: Server[Any], extension: Extension, call_tool: RequestHandler) -> None:
     """Apply ``extension`` to a low-level SDK ``Server`` as ``MCPServer`` does for its own.
 
     The low-level server (which LensForge uses, to keep its own argument checks and error
     envelopes) has no ``extensions=`` parameter: the methods are registered, the capability
     advertised and ``tools/call`` wrapped by the SDK's ``compose_tool_call_handler``.
     """
-    from mcp.server.extension import compose_tool_call_handler
-
     for binding in extension.methods():
         handler = binding.handler
         if binding.protocol_versions is not None:
-            handler = _version_gated(binding)
+            handler = _version_gated(binding)  # as MCPServer applies a MethodBinding
         server.add_request_handler(binding.method, binding.params_type, handler)
     server.extensions[extension.identifier] = extension.settings()
     server.add_request_handler(
@@ -225,7 +229,7 @@ def apply_extension(server: Any, extension: Extension, call_tool: Any) -> None:
     )
 
 
-def _version_gated(binding: MethodBinding) -> Any:
+def _version_gated(binding: MethodBinding) -> RequestHandler:
     versions = binding.protocol_versions or frozenset()
 
     async def gated(ctx: ServerRequestContext[Any, Any], params: Any) -> HandlerResult:
