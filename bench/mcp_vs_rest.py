@@ -8,13 +8,14 @@ every script in this folder, ``serve.py`` included.)
 Starts ``bench/serve.py lensforge`` (the app with the no-op ``bench`` plugin; MCP at ``/mcp``)
 and measures, sequentially and at concurrency 8:
 
-- MCP ``tools/call`` of ``bench_noop`` over streamable HTTP (the SDK's client; one session
-  per concurrent caller, as separate agents would have);
+- MCP ``tools/call`` of ``bench_noop`` over streamable HTTP, protocol 2026-07-28 (stateless:
+  one self-contained POST per call, no session; the SDK 2.x ``Client``, one per concurrent
+  caller, as separate agents would have);
 - ``POST /v1/analyze`` of ``bench.noop`` (httpx, one keep-alive client).
 
 Each is a durable job. It prints calls/s, p50, the server's CPU per call (API process and
 workers, from /proc) and this client's CPU per mode, then the REST/MCP ratios of calls/s and
-of server CPU per call (target: MCP within 2x of REST, judged on server CPU per call: the
+of server CPU per call (target: MCP within 1.5x of REST, judged on server CPU per call: the
 SDK's client saturates its core before the server does, so calls/s partly measures it).
 The server is pinned to one CPU and this load generator to another when ``taskset`` and two
 CPUs are there. Every phase is bounded in time and in count;
@@ -45,13 +46,13 @@ from common import (  # bench/ is sys.path[0]
     stop_all,
     tree_cpu_s,
 )
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
+from mcp import Client
 
 CONCURRENCY = 8
 MAX_CALLS = 20_000  # per phase, beside the time bound
 WARMUP_S = 0.5
-TARGET_RATIO = 2.0
+TARGET_RATIO = 1.5
+MCP_PROTOCOL = "2026-07-28"  # stateless
 
 
 @dataclass
@@ -118,18 +119,17 @@ async def mcp_phase(url: str, concurrency: int, seconds: float, server_pid: int)
 
     async def make() -> tuple[Callable[[], Awaitable[None]], Any]:
         stack = AsyncExitStack()
-        read, write, _ = await stack.enter_async_context(streamable_http_client(f"{url}/mcp"))
-        session = await stack.enter_async_context(ClientSession(read, write))
-        await session.initialize()
+        client = Client(f"{url}/mcp", mode=MCP_PROTOCOL, cache=None)
+        session = await stack.enter_async_context(client)
 
         async def call() -> None:
             result = await session.call_tool("bench_noop", {})
-            if result.isError:
+            if result.is_error:
                 raise RuntimeError(f"MCP call failed: {result.content}")
 
         return call, stack.aclose
 
-    name = f"MCP tools/call (c={concurrency})"
+    name = f"MCP stateless (c={concurrency})"
     return await _drive(name, concurrency, seconds, make, server_pid)
 
 

@@ -1,41 +1,28 @@
-"""MCP with API keys: the key is the caller, and one key cannot see another's tasks or blobs."""
+"""MCP with API keys: the key is the caller, and one key cannot see another's tasks, blobs or
+sessions."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import McpError
+from mcp.shared.exceptions import MCPError
 
 from lensforge.security.keys import KeyStore
 from lensforge.store import JobStore
-from tests.mcp_server.support import HttpServer, tasks, until_terminal
+from tests.mcp_server.support import HttpServer, error_of, get_task, start_task, until_terminal
 from tests.support import png
 
 pytestmark = pytest.mark.slow
 
-
-@asynccontextmanager
-async def session_as(url: str, key: str) -> AsyncIterator[ClientSession]:
-    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    async with (
-        http,
-        streamable_http_client(f"{url}/mcp", http_client=http) as (read, write, _),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
-        yield session
+LEGACY = "2025-11-25"
 
 
-def test_keys_own_their_jobs_tasks_and_blobs(tmp_path: Path) -> None:
+def _keys(tmp_path: Path) -> tuple[str, str, str]:
     store = JobStore(f"sqlite:///{tmp_path / 'lensforge.db'}")
     try:
         store.migrate()
@@ -44,6 +31,11 @@ def test_keys_own_their_jobs_tasks_and_blobs(tmp_path: Path) -> None:
         _, bob_key = keys.create("bob", ("analyze", "read"))
     finally:
         store.close()
+    return alice.id, alice_key, bob_key
+
+
+def test_keys_own_their_jobs_tasks_and_blobs(tmp_path: Path) -> None:
+    alice_id, alice_key, bob_key = _keys(tmp_path)
     server = HttpServer(tmp_path)
     try:
         server.start()
@@ -54,24 +46,21 @@ def test_keys_own_their_jobs_tasks_and_blobs(tmp_path: Path) -> None:
         uri = f"lensforge://blobs/{hashlib.sha256(image).hexdigest()}"
 
         async def go() -> None:
-            async with session_as(server.url, alice_key) as mine:
+            async with server.client(key=alice_key) as mine:
                 data = {"data": base64.b64encode(image).decode(), "mimeType": "image/png"}
                 done = await mine.call_tool("testing_size", {"image": data})
-                assert done.structuredContent == {"width": 21, "height": 13}
-                created = await tasks(mine).call_tool_as_task("testing_noop", {})
-                task_id = created.task.taskId
-                assert (await until_terminal(mine, task_id)).status == "completed"
-                assert task_id in {t.taskId for t in (await tasks(mine).list_tasks()).tasks}
-                assert (await mine.read_resource(uri)).contents  # type: ignore[arg-type]
-            async with session_as(server.url, bob_key) as theirs:
-                with pytest.raises(McpError, match="Task not found"):
-                    await tasks(theirs).get_task(task_id)
-                assert (await tasks(theirs).list_tasks()).tasks == []
-                with pytest.raises(McpError):
-                    await theirs.read_resource(uri)  # type: ignore[arg-type]
+                assert done.structured_content == {"width": 21, "height": 13}
+                created = await start_task(mine.session, "testing_sleep", {"seconds": 2.5})
+                task_id = created.task_id
+                assert (await until_terminal(mine.session, task_id))["status"] == "completed"
+                assert (await mine.read_resource(uri)).contents
+            async with server.client(key=bob_key) as theirs:
+                with pytest.raises(MCPError, match="Task not found"):
+                    await get_task(theirs.session, task_id)
+                with pytest.raises(MCPError):
+                    await theirs.read_resource(uri)
                 borrowed = await theirs.call_tool("testing_size", {"image": {"uri": uri}})
-                assert borrowed.isError
-                assert (borrowed.structuredContent or {})["error"]["code"] == "blob_not_found"
+                assert error_of(borrowed)["code"] == "blob_not_found"
 
         asyncio.run(go())
         store = JobStore(f"sqlite:///{tmp_path / 'lensforge.db'}")
@@ -79,6 +68,46 @@ def test_keys_own_their_jobs_tasks_and_blobs(tmp_path: Path) -> None:
             owners = {job.owner for job in store.list_jobs(limit=50)}
         finally:
             store.close()
-        assert alice.id in owners and "mcp" not in owners
+        assert alice_id in owners and "mcp" not in owners
+    finally:
+        server.kill()
+
+
+def test_a_session_belongs_to_the_key_that_opened_it(tmp_path: Path) -> None:
+    """Issue 15 item 12: another key knowing the session id can neither use nor end it."""
+    _, alice_key, bob_key = _keys(tmp_path)
+    server = HttpServer(tmp_path)
+    try:
+        server.start()
+        base = {"Accept": "application/json, text/event-stream"}
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            opened = http.post(
+                "/mcp",
+                headers={**base, "Authorization": f"Bearer {alice_key}"},
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": LEGACY,
+                        "capabilities": {},
+                        "clientInfo": {"name": "raw", "version": "0"},
+                    },
+                },
+            )
+            assert opened.status_code == 200, opened.text
+            session = {"mcp-session-id": opened.headers["mcp-session-id"]}
+            session["mcp-protocol-version"] = LEGACY
+            alice = {**base, **session, "Authorization": f"Bearer {alice_key}"}
+            bob = {**base, **session, "Authorization": f"Bearer {bob_key}"}
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert http.post("/mcp", json=initialized, headers=alice).status_code == 202
+            listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            assert http.post("/mcp", json=listing, headers=bob).status_code == 404
+            assert http.delete("/mcp", headers=bob).status_code == 404
+            # still Alice's, still open
+            assert http.post("/mcp", json=listing, headers=alice).status_code == 200
+            assert http.delete("/mcp", headers=alice).status_code == 200
+            assert http.post("/mcp", json=listing, headers=alice).status_code == 404
     finally:
         server.kill()

@@ -1,8 +1,8 @@
-"""LensForge over the Model Context Protocol (the official ``mcp`` SDK, 1.x).
+"""LensForge over the Model Context Protocol (the official ``mcp`` SDK, 2.x).
 
 - :class:`MCPEndpoint`: streamable HTTP, mounted at ``/mcp`` by ``create_app``;
 - :func:`run_stdio`: ``lensforge mcp``, an embedded LensForge on stdin and stdout;
-- :class:`LensForgeMCP`: the handlers both serve (tools, blob resources, tasks).
+- :class:`LensForgeMCP`: the handlers both serve (tools, blob resources, the tasks extension).
 
 See ``docs/mcp.md``.
 """
