@@ -5,6 +5,7 @@ per caller. Admin keys see everything.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,9 @@ def mcp_call(shared: Secure, session: dict[str, str], method: str, params: dict[
     body = {"jsonrpc": "2.0", "id": 2, "method": method, "params": params}
     response = shared.client.post("/mcp", json=body, headers=session)
     assert response.status_code == 200, response.text
+    if response.headers["content-type"].startswith("text/event-stream"):  # a session's answer
+        events = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(events[-1])
     return response.json()
 
 
