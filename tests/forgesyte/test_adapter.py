@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -158,3 +159,20 @@ def test_on_unload_runs_at_teardown(
     assert not marker.exists()
     registry.teardown()
     assert marker.read_text() == "unloaded"
+
+
+def test_an_mcp_call_runs_a_forgesyte_tool(installed: Path, tmp_path: Path) -> None:
+    from mcp import ClientSession
+
+    from lensforge.wiring import Services
+    from tests.mcp_server.support import run
+
+    async def call(session: ClientSession, services: Services) -> Any:
+        listed = await session.list_tools()
+        name = next(t.name for t in listed.tools if "fs_shapes" in t.name and "measure" in t.name)
+        return await session.call_tool(name, {"image_bytes": b64(png(5, 6))})
+
+    result = run(_settings(tmp_path), call)
+    assert not result.isError, result
+    assert result.structuredContent["width"] == 5
+    assert result.structuredContent["height"] == 6
