@@ -216,6 +216,8 @@ class Registry:
         if tool is None and "." in plugin:
             plugin, tool = plugin.split(".", 1)
         record = self.get(plugin)
+        if not record.tools:  # listed only to say why it cannot run (see add_unavailable)
+            self.check_available(plugin)
         if not tool:
             if len(record.tools) == 1:
                 return next(iter(record.tools.values()))

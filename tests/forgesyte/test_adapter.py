@@ -113,7 +113,9 @@ def test_inputs_and_outputs_are_held_to_the_declared_schemas(client: TestClient)
     assert "output schema" in broken["error"]["message"]  # type: ignore[index]
 
     unavailable = _analyze(client, "fs_missing", "anything", image_bytes=b64(png()))
-    assert unavailable["http_status"] in (404, 503)
+    assert unavailable["http_status"] == 503
+    assert unavailable["error"]["code"] == "plugin_unavailable"  # type: ignore[index]
+    assert "missing Python module 'app'" in unavailable["error"]["message"]  # type: ignore[index]
 
 
 def test_a_progress_callback_reports_the_job_s_progress(client: TestClient) -> None:
