@@ -256,3 +256,13 @@ def test_another_tenant_s_job_is_not_found(client: TestClient) -> None:
     with client.websocket_connect(f"{PREFIX}/v1/ws/jobs/{job_id}?api_key={alice}") as socket:
         socket.send_json({"type": "ping"})
         assert socket.receive_json()["code"] == "unauthorized"
+
+
+def test_a_job_can_be_cancelled_once(client: TestClient) -> None:
+    job_id = _submit(client, png(), tool="steps").json()["job_id"]
+    cancelled = client.delete(f"{PREFIX}/v1/jobs/{job_id}")
+    assert cancelled.json() == {"job_id": job_id, "status": "cancelled"}
+    job = _poll(client, job_id)
+    assert (job["status"], job["error_message"]) == ("failed", "Job was cancelled")
+    again = client.delete(f"{PREFIX}/v1/jobs/{job_id}")
+    assert (again.status_code, again.json()["code"]) == (409, "conflict")
