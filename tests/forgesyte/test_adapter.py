@@ -164,17 +164,19 @@ def test_on_unload_runs_at_teardown(
 
 
 def test_an_mcp_call_runs_a_forgesyte_tool(installed: Path, tmp_path: Path) -> None:
-    from mcp import ClientSession
-
     from lensforge.wiring import Services
     from tests.mcp_server.support import run
 
-    async def call(session: ClientSession, services: Services) -> Any:
+    async def call(session: Any, services: Services) -> Any:
         listed = await session.list_tools()
         name = next(t.name for t in listed.tools if "fs_shapes" in t.name and "measure" in t.name)
         return await session.call_tool(name, {"image_bytes": b64(png(5, 6))})
 
     result = run(_settings(tmp_path), call)
-    assert not result.isError, result
-    assert result.structuredContent["width"] == 5
-    assert result.structuredContent["height"] == 6
+    # The MCP SDK's result fields by either spelling (camelCase in 1.x, snake_case in 2.x).
+    error = getattr(result, "is_error", None) or getattr(result, "isError", None)
+    content = getattr(result, "structured_content", None) or getattr(
+        result, "structuredContent", None
+    )
+    assert not error, result
+    assert (content["width"], content["height"]) == (5, 6)
