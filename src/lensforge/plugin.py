@@ -207,6 +207,9 @@ class Plugin:
     def setup(self) -> None:
         """Run once per worker process before the first call: load models here."""
 
+    def teardown(self) -> None:
+        """Run once when the worker process stops (after ``setup()`` succeeded)."""
+
 
 def __getattr__(name: str) -> Any:
     # ToolSpec and collect_tools moved to lensforge.tools; the old import path keeps working

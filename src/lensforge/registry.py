@@ -1,4 +1,8 @@
-"""The plugin registry: discovery, enablement, registration, lifecycle and metrics."""
+"""The plugin registry: discovery, enablement, registration, lifecycle and metrics.
+
+Discovery reads the ``lensforge.plugins`` entry points, then ForgeSyte's
+``forgesyte.plugins`` ones through the adapter (:mod:`lensforge.forgesyte`).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from lensforge.errors import (
     ToolNotFound,
     ValidationError,
 )
+from lensforge.forgesyte.discovery import ForgeSyteOptions
+from lensforge.forgesyte.discovery import discover as discover_forgesyte
 from lensforge.metrics import Metrics
 from lensforge.plugin import Plugin
 from lensforge.tools import ToolSpec, collect_tools
@@ -80,9 +86,16 @@ def missing_dependencies(plugin_cls: type[Plugin]) -> str | None:
 class Registry:
     """Registered plugins by name. Registration is all-or-nothing per plugin."""
 
-    def __init__(self, *, allow: list[str] | None = None, block: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        allow: list[str] | None = None,
+        block: list[str] | None = None,
+        forgesyte: ForgeSyteOptions | None = None,
+    ) -> None:
         self.allow = set(allow or ())
         self.block = set(block or ())
+        self.forgesyte = forgesyte or ForgeSyteOptions()
         self.metrics = Metrics()
         self._plugins: dict[str, PluginRecord] = {}
         self.load_errors: dict[str, str] = {}
@@ -111,8 +124,26 @@ class Registry:
         self._plugins[name] = record
         return record
 
+    def add_unavailable(self, name: str, reason: str, *, description: str = "") -> None:
+        """List a plugin that could not even be loaded (a module it imports is missing) as
+        UNAVAILABLE with the reason, so callers see why instead of a missing plugin."""
+        if name in self._plugins:
+            self.load_errors[name] = reason
+            return
+        placeholder = type(f"Unavailable_{name}", (Plugin,), {"name": name})
+        self._plugins[name] = PluginRecord(
+            name=name,
+            version="0.0.0",
+            description=description,
+            plugin_cls=placeholder,
+            tools={},
+            state=PluginState.UNAVAILABLE,
+            reason=reason,
+        )
+
     def discover(self) -> None:
-        """Register every enabled plugin found in the ``lensforge.plugins`` entry points."""
+        """Register every enabled plugin found in the ``lensforge.plugins`` entry points, then
+        the ForgeSyte plugins of ``forgesyte.plugins`` (unless turned off)."""
         for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if not self.enabled(entry.name):
                 continue
@@ -127,6 +158,7 @@ class Registry:
                     reason,
                     extra={"event": "plugin_registration_failed", "plugin": entry.name},
                 )
+        discover_forgesyte(self, self.forgesyte)
 
     def initialize(self) -> None:
         """Run ``setup()`` of every loaded plugin in this process."""
@@ -150,6 +182,20 @@ class Registry:
             else:
                 record.instance, record.state = instance, PluginState.INITIALIZED
 
+    def teardown(self) -> None:
+        """Run ``teardown()`` of every initialized plugin in this process (worker exit)."""
+        for record in self._plugins.values():
+            if record.instance is None:
+                continue
+            try:
+                record.instance.teardown()
+            except Exception:
+                log.exception(
+                    "plugin %s teardown failed",
+                    record.name,
+                    extra={"event": "plugin_teardown_failed"},
+                )
+
     def names(self) -> list[str]:
         return sorted(self._plugins)
 
@@ -170,6 +216,8 @@ class Registry:
         if tool is None and "." in plugin:
             plugin, tool = plugin.split(".", 1)
         record = self.get(plugin)
+        if not record.tools:  # listed only to say why it cannot run (see add_unavailable)
+            self.check_available(plugin)
         if not tool:
             if len(record.tools) == 1:
                 return next(iter(record.tools.values()))
@@ -217,9 +265,16 @@ def load_registry(
     allow: list[str] | None = None,
     block: list[str] | None = None,
     extra: list[type[Plugin]] | None = None,
+    forgesyte: ForgeSyteOptions | None = None,
 ) -> Registry:
-    """A registry of the enabled installed plugins plus ``extra`` classes (tests, embedding)."""
-    registry = Registry(allow=allow, block=block)
+    """A registry of the enabled installed plugins plus ``extra`` classes (tests, embedding).
+
+    ``forgesyte`` says whether and how ForgeSyte plugins are discovered; by default it is read
+    from the ``LENSFORGE_FORGESYTE_*`` environment (see :class:`ForgeSyteOptions`).
+    """
+    registry = Registry(
+        allow=allow, block=block, forgesyte=forgesyte or ForgeSyteOptions.from_environment()
+    )
     registry.discover()
     for plugin_cls in extra or ():
         registry.register(plugin_cls)

@@ -112,6 +112,34 @@ class Settings(BaseSettings):
         1_000_000, ge=1, description="Longest string allowed in tool inputs (images excepted)."
     )
 
+    # -- ForgeSyte compatibility (lensforge.forgesyte, lensforge.api.compat.forgesyte) -------
+    forgesyte_plugins: bool = Field(
+        True, description="Discover ForgeSyte plugins (the 'forgesyte.plugins' entry points)."
+    )
+    forgesyte_rename: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Comma-separated 'forgesyte_name:lensforge_name' pairs: the names ForgeSyte "
+        "plugins take in LensForge instead of their own (to resolve a name collision).",
+    )
+    forgesyte_prefix: str = Field(
+        "/forgesyte",
+        pattern=r"^(/[A-Za-z0-9._~-]+)+$",
+        description="Path under which ForgeSyte's job routes are served, for its clients.",
+    )
+
+    @field_validator("forgesyte_rename", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            old, sep, new = item.partition(":")
+            if not sep or not old.strip() or not new.strip():
+                raise ValueError(f"expected 'old:new' pairs, got {item!r}")
+            pairs[old.strip()] = new.strip()
+        return pairs
+
     @field_validator("plugins_allow", "plugins_block", "cors_origins", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:

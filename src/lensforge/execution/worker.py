@@ -116,9 +116,11 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
         try:
             messages = channel.receive()
         except (EOFError, OSError):
+            registry.teardown()
             os._exit(0)
         for message in messages:
             if message[0] != "run":
+                registry.teardown()
                 return  # "stop"
             # Answered at once: a later call of the batch may be long (or hang).
             try:

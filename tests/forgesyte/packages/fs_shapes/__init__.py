@@ -1,0 +1,1 @@
+"""A modern ForgeSyte plugin: a ``tools`` dict with string and callable handlers."""

@@ -1,0 +1,132 @@
+"""adapt() on its own: what makes a ForgeSyte plugin unfit, said at registration."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from lensforge.errors import PluginUnavailable, RegistrationError, ValidationError
+from lensforge.forgesyte import adapt, frame_progress, parse_frame_progress
+from lensforge.forgesyte.adapter import bind
+from lensforge.plugin import ToolContext
+from lensforge.tools import collect_tools
+
+IMAGE = {"type": "string", "format": "binary"}
+
+
+def _plugin(name: str = "demo", **tools: dict[str, Any]) -> type:
+    class Demo:
+        def __init__(self) -> None:
+            self.name = name
+            self.tools = tools
+
+        def count(self, image_bytes: bytes, times: int = 1) -> dict[str, int]:
+            return {"count": len(image_bytes) * times}
+
+    return Demo
+
+
+def test_a_handler_naming_no_method_is_refused_with_plugin_and_tool() -> None:
+    broken = _plugin(
+        x={"description": "x", "input_schema": {}, "output_schema": {}, "handler": "nope"}
+    )
+    with pytest.raises(RegistrationError, match=r"ForgeSyte plugin 'demo', tool 'x': .*'nope'"):
+        adapt(broken)
+
+
+def test_an_input_the_handler_cannot_take_is_refused() -> None:
+    odd = _plugin(
+        x={
+            "description": "x",
+            "input_schema": {"image_bytes": IMAGE, "colour": {"type": "string"}},
+            "output_schema": {},
+            "handler": "count",
+        }
+    )
+    with pytest.raises(RegistrationError, match=r"takes no argument\(s\) \['colour'\]"):
+        adapt(odd)
+
+
+def test_a_plugin_of_video_tools_only_is_unavailable_until_video_lands() -> None:
+    video = _plugin(
+        v={
+            "description": "v",
+            "input_schema": {"video_path": {"type": "string"}},
+            "output_schema": {},
+            "handler": "count",
+        }
+    )
+    with pytest.raises(PluginUnavailable, match="takes a video"):
+        adapt(video)
+
+
+def test_a_name_that_cannot_be_a_lensforge_name_points_at_the_rename_setting() -> None:
+    tool = {
+        "description": "c",
+        "input_schema": {"image_bytes": IMAGE},
+        "output_schema": {},
+        "handler": "count",
+    }
+    with pytest.raises(RegistrationError, match="LENSFORGE_FORGESYTE_RENAME=9lives:new_name"):
+        adapt(_plugin("9lives", c=tool))
+    renamed = adapt(_plugin("9lives", c=tool), rename={"9lives": "nine_lives"})
+    assert renamed.name == "nine_lives"
+    assert renamed.forgesyte.plugin_id == "9lives"
+
+
+def test_an_object_entry_point_and_an_async_handler_run() -> None:
+    class Async:
+        name = "async-demo"
+
+        def __init__(self) -> None:
+            self.tools = {
+                "wait": {
+                    "description": "waits",
+                    "input_schema": {"image_bytes": IMAGE},
+                    "output_schema": {"n": {"type": "integer"}},
+                    "handler": self.wait,
+                }
+            }
+
+        async def wait(self, image_bytes: bytes) -> dict[str, int]:
+            return {"n": len(image_bytes)}
+
+    plugin_cls = adapt(Async())  # an object, not a class
+    spec = collect_tools(plugin_cls)["wait"]
+    instance = plugin_cls()
+    pending = spec.function(instance, {"image_bytes": b"abc"}, ToolContext())
+    assert asyncio.run(pending) == {"n": 3}
+
+
+def test_binding_gathers_unnamed_inputs_into_options_and_wires_progress() -> None:
+    seen: list[tuple[float, str | None]] = []
+
+    def handler(
+        image_bytes: bytes, options: dict[str, Any] | None = None, progress_callback: Any = None
+    ) -> None:
+        return None
+
+    kwargs = bind(
+        handler,
+        {"image_bytes": b"x", "options": {"a": 1}, "b": 2},
+        lambda c, t: seen.append((c, t)),
+    )
+    assert kwargs["options"] == {"a": 1, "b": 2}
+    kwargs["progress_callback"](2, 4)
+    assert seen == [(2, 4)]
+
+    def strict(image_bytes: bytes) -> None:
+        return None
+
+    with pytest.raises(ValidationError, match="takes no input"):
+        bind(strict, {"image_bytes": b"x", "extra": 1}, lambda c, t: None)
+
+
+def test_frame_progress_round_trips() -> None:
+    fraction, message = frame_progress(3, 12)
+    assert fraction == 0.25
+    assert parse_frame_progress(message) == (3, 12)
+    assert parse_frame_progress("half way") is None
+    assert frame_progress(1, 0) == (0.0, "frame 1/0")
