@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import os
@@ -11,7 +12,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lensforge.errors import BlobNotFound, LensForgeError, ValidationError
+from lensforge.errors import (
+    BlobNotFound,
+    LensForgeError,
+    PayloadTooLarge,
+    StorageFull,
+    ValidationError,
+)
 
 _DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
@@ -70,11 +77,17 @@ class BlobStore:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
                 os.replace(tmp, path)
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+                if isinstance(exc, OSError):
+                    _raise_if_full(exc)
                 raise
         return f"sha256:{digest}"
+
+    def writer(self, max_bytes: int | None = None) -> BlobWriter:
+        """A blob written in pieces (an upload as it streams in): never whole in memory."""
+        return BlobWriter(self, max_bytes)
 
     def get(self, ref: str) -> bytes:
         """The bytes of a blob; :class:`BlobNotFound` when it is not stored here."""
@@ -94,3 +107,89 @@ class BlobStore:
         if not path.is_file():
             raise BlobNotFound(details={"blob": f"sha256:{digest}"})
         return path
+
+
+class BlobWriter:
+    """Streams a blob to a temporary file while hashing it; :meth:`commit` renames it into
+    place under its digest, :meth:`abort` (or leaving a ``with`` block by an exception)
+    removes it. A full disk is :class:`StorageFull` with nothing left behind."""
+
+    def __init__(self, store: BlobStore, max_bytes: int | None) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+        incoming = store.root / "incoming"
+        incoming.mkdir(exist_ok=True)
+        fd, self._tmp = _mkstemp(incoming)
+        self._file = os.fdopen(fd, "wb")
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            self.abort()
+            raise PayloadTooLarge(
+                f"The upload is larger than this server accepts ({self.max_bytes} bytes).",
+                details={"max_bytes": self.max_bytes},
+            )
+        self._hash.update(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            self.abort()
+            _raise_if_full(exc)
+            raise
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes written so far (to sniff the format)."""
+        self._file.flush()
+        with open(self._tmp, "rb") as file:
+            return file.read(n)
+
+    @property
+    def path(self) -> Path:
+        """The temporary file (to probe the content before committing it)."""
+        self._file.flush()
+        return Path(self._tmp)
+
+    def commit(self) -> str:
+        digest = self._hash.hexdigest()
+        target = self.store._path(digest)
+        try:
+            self._file.close()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, target)
+        except OSError as exc:
+            self.abort()
+            _raise_if_full(exc)
+            raise
+        return f"sha256:{digest}"
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+def _mkstemp(directory: Path) -> tuple[int, str]:
+    import tempfile
+
+    try:
+        return tempfile.mkstemp(dir=directory, prefix="upload-")
+    except OSError as exc:
+        _raise_if_full(exc)
+        raise
+
+
+def _raise_if_full(exc: OSError) -> None:
+    """A full disk (or quota) is the caller's 507 storage_full, not a server bug."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise StorageFull() from exc
