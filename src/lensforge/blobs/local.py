@@ -1,56 +1,27 @@
-"""A content-addressed blob store: bytes live in files named by their sha256."""
+"""The local blob store (the default): files named by their sha256 under one directory."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import itertools
 import os
-import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
-from lensforge.errors import (
-    BlobNotFound,
-    LensForgeError,
-    PayloadTooLarge,
-    StorageFull,
-    ValidationError,
-)
+from lensforge.blobs.refs import parse_digest
+from lensforge.blobs.writer import BlobWriter, raise_if_full
+from lensforge.errors import BlobNotFound
 
-_DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
-
-
-def parse_digest(ref: str) -> str:
-    """The hex digest in ``sha256:<hex>`` or ``<hex>``; anything else is a validation error."""
-    match = _DIGEST.match(ref.strip().lower()) if isinstance(ref, str) else None
-    if match is None:
-        raise ValidationError(
-            "A blob is addressed as 'sha256:<64 hex digits>'.", details={"blob": str(ref)[:100]}
-        )
-    return match.group(1)
-
-
-def blob_refs(value: Any) -> list[str]:
-    """Hex digests of every ``{"blob": "sha256:..."}`` reference inside ``value``."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        ref = value.get("blob")
-        if isinstance(ref, str):
-            with contextlib.suppress(LensForgeError):  # not a blob reference
-                found.append(parse_digest(ref))  # every spelling parse_digest accepts
-        for item in value.values():
-            found.extend(blob_refs(item))
-    elif isinstance(value, list):
-        for item in value:
-            found.extend(blob_refs(item))
-    return found
+CHUNK = 256 * 1024
 
 
 class BlobStore:
     """Blobs in ``root/ab/cd/<digest>``; writes are atomic (temporary file, then rename)."""
+
+    location = "local"
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -69,36 +40,39 @@ class BlobStore:
             # atomic rename: readers see the whole blob or none of it.
             tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{next(self._names)}"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileNotFoundError:  # the first blob of its directory
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileNotFoundError:  # the first blob of its directory
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
                 os.replace(tmp, path)
-            except BaseException as exc:
+            except OSError as exc:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-                if isinstance(exc, OSError):
-                    _raise_if_full(exc)
+                raise_if_full(exc)
                 raise
         return f"sha256:{digest}"
 
     def writer(self, max_bytes: int | None = None) -> BlobWriter:
         """A blob written in pieces (an upload as it streams in): never whole in memory."""
-        return BlobWriter(self, max_bytes)
+        return BlobWriter(self.root / "incoming", self._adopt, max_bytes)
+
+    def _adopt(self, spooled: Path, digest: str) -> None:
+        target = self._path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(spooled, target)
 
     def get(self, ref: str) -> bytes:
         """The bytes of a blob; :class:`BlobNotFound` when it is not stored here."""
-        digest = parse_digest(ref)
-        try:
-            return self._path(digest).read_bytes()
-        except FileNotFoundError:
-            raise BlobNotFound(details={"blob": f"sha256:{digest}"}) from None
+        return self.path(ref).read_bytes()
 
     def exists(self, ref: str) -> bool:
         return self._path(parse_digest(ref)).is_file()
+
+    def size(self, ref: str) -> int:
+        return self.path(ref).stat().st_size
 
     def path(self, ref: str) -> Path:
         """The file holding a blob (for streaming responses)."""
@@ -108,88 +82,25 @@ class BlobStore:
             raise BlobNotFound(details={"blob": f"sha256:{digest}"})
         return path
 
+    @contextlib.contextmanager
+    def local_path(self, ref: str) -> Iterator[Path]:
+        """A local file holding the blob for the duration of the block (here: the blob)."""
+        yield self.path(ref)
 
-class BlobWriter:
-    """Streams a blob to a temporary file while hashing it; :meth:`commit` renames it into
-    place under its digest, :meth:`abort` (or leaving a ``with`` block by an exception)
-    removes it. A full disk is :class:`StorageFull` with nothing left behind."""
+    def stream(self, ref: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes ``start`` to ``end`` (inclusive; None: to the last), in chunks."""
+        path = self.path(ref)
 
-    def __init__(self, store: BlobStore, max_bytes: int | None) -> None:
-        self.store = store
-        self.max_bytes = max_bytes
-        self.size = 0
-        self._hash = hashlib.sha256()
-        incoming = store.root / "incoming"
-        incoming.mkdir(exist_ok=True)
-        fd, self._tmp = _mkstemp(incoming)
-        self._file = os.fdopen(fd, "wb")
+        def chunks(file: BinaryIO) -> Iterator[bytes]:
+            with file:
+                file.seek(start)
+                left = None if end is None else end - start + 1
+                while left is None or left > 0:
+                    data = file.read(CHUNK if left is None else min(CHUNK, left))
+                    if not data:
+                        return
+                    if left is not None:
+                        left -= len(data)
+                    yield data
 
-    def __enter__(self) -> BlobWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is not None:
-            self.abort()
-
-    def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.max_bytes is not None and self.size > self.max_bytes:
-            self.abort()
-            raise PayloadTooLarge(
-                f"The upload is larger than this server accepts ({self.max_bytes} bytes).",
-                details={"max_bytes": self.max_bytes},
-            )
-        self._hash.update(chunk)
-        try:
-            self._file.write(chunk)
-        except OSError as exc:
-            self.abort()
-            _raise_if_full(exc)
-            raise
-
-    def head(self, n: int) -> bytes:
-        """The first ``n`` bytes written so far (to sniff the format)."""
-        self._file.flush()
-        with open(self._tmp, "rb") as file:
-            return file.read(n)
-
-    @property
-    def path(self) -> Path:
-        """The temporary file (to probe the content before committing it)."""
-        self._file.flush()
-        return Path(self._tmp)
-
-    def commit(self) -> str:
-        digest = self._hash.hexdigest()
-        target = self.store._path(digest)
-        try:
-            self._file.close()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp, target)
-        except OSError as exc:
-            self.abort()
-            _raise_if_full(exc)
-            raise
-        return f"sha256:{digest}"
-
-    def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
-
-
-def _mkstemp(directory: Path) -> tuple[int, str]:
-    import tempfile
-
-    try:
-        return tempfile.mkstemp(dir=directory, prefix="upload-")
-    except OSError as exc:
-        _raise_if_full(exc)
-        raise
-
-
-def _raise_if_full(exc: OSError) -> None:
-    """A full disk (or quota) is the caller's 507 storage_full, not a server bug."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise StorageFull() from exc
+        return chunks(path.open("rb"))
