@@ -9,12 +9,13 @@ call (see docs/video.md).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from lensforge.plugin import Plugin, ToolContext, tool
-from lensforge.results import ImageArtifact
-from lensforge.video import Frame, Sampling, detect_cuts
+from lensforge.results import Box, ImageArtifact
+from lensforge.video import Detection, Frame, IouTracker, Sampling, detect_cuts
 from lensforge.video.media import Video
 from lensforge.video.scenes import DEFAULT_CONTRAST, DEFAULT_THRESHOLD
 
@@ -75,6 +76,77 @@ def _progress(ctx: ToolContext | None, done: int, total: int) -> None:
         ctx.check_cancelled()
         if total:
             ctx.progress(min(1.0, done / total), f"frame {done} of {total}")
+
+
+class FrameResult(BaseModel):
+    index: int
+    timestamp_s: float
+    result: Any = Field(description="The image tool's result for this frame.")
+
+
+class AnalysisSummary(BaseModel):
+    tool: str
+    frames_analyzed: int
+    frames_total: int
+    every_s: float | None
+    fps: float
+    duration_s: float
+    failures: int = Field(description="Frames whose tool call failed (their error is listed).")
+
+
+class VideoAnalysis(BaseModel):
+    summary: AnalysisSummary
+    frames: list[FrameResult]
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TrackPoint(BaseModel):
+    frame: int
+    timestamp_s: float
+    box: Box
+    score: float
+
+
+class TrackOut(BaseModel):
+    id: int
+    label: str | None
+    first_frame: int
+    last_frame: int
+    first_s: float
+    last_s: float
+    points: list[TrackPoint]
+
+
+class VideoTracks(BaseModel):
+    tool: str
+    frames_analyzed: int
+    tracks: list[TrackOut]
+    method: str
+
+
+def _boxes(result: Any) -> list[tuple[tuple[float, float, float, float], float, str | None]]:
+    """Every ``{"box": {x, y, width, height}}`` with its score and label in a tool's result
+    (faces.detect's ``faces``, people/objects ``detections``: any result of shared types)."""
+    found: list[tuple[tuple[float, float, float, float], float, str | None]] = []
+    if isinstance(result, dict):
+        box = result.get("box")
+        if isinstance(box, dict) and {"x", "y", "width", "height"} <= set(box):
+            score = result.get("score", result.get("confidence", 1.0))
+            label = result.get("label")
+            found.append(
+                (
+                    (float(box["x"]), float(box["y"]), float(box["width"]), float(box["height"])),
+                    float(score) if isinstance(score, int | float) else 1.0,
+                    label if isinstance(label, str) else None,
+                )
+            )
+        for value in result.values():
+            if value is not box:
+                found.extend(_boxes(value))
+    elif isinstance(result, list):
+        for item in result:
+            found.extend(_boxes(item))
+    return found
 
 
 class VideoPlugin(Plugin):
@@ -149,6 +221,112 @@ class VideoPlugin(Plugin):
                 for s, e in zip(starts, ends, strict=True)
             ],
             method=f"thumbnail difference > {threshold:g} and > {contrast:g}x recent median",
+        )
+
+    @tool(timeout_s=3600)
+    def analyze(
+        self,
+        video: Video,
+        tool: str = Field(description="An image tool, e.g. faces.detect or codes.decode."),
+        every_s: float | None = Field(1.0, gt=0, description="Sample a frame every N seconds."),
+        inputs: dict[str, Any] = Field(
+            default_factory=dict, description="The image tool's other inputs."
+        ),
+        max_side: int | None = Field(None, ge=16, le=8192, description="Downsize frames."),
+        ctx: ToolContext | None = None,
+    ) -> VideoAnalysis:
+        """Run an image tool over sampled frames (each call governed by the ToolRunner like
+        any other: inputs and output validated, measured); per-frame results and a summary."""
+        if ctx is None:
+            raise ValueError("video.analyze needs its ToolContext")
+        sampling = Sampling(every_s=every_s)
+        wanted = sampling.wanted(video.info.fps, video.info.frame_count)
+        total = len(wanted) if wanted is not None else video.info.frame_count
+        frames: list[FrameResult] = []
+        errors: list[dict[str, Any]] = []
+        for done, frame in enumerate(video.frames(sampling, max_side=max_side), start=1):
+            ctx.check_cancelled()
+            outcome = ctx.call_tool(tool, {**inputs, "image": frame.image()})
+            if outcome.ok:
+                frames.append(
+                    FrameResult(
+                        index=frame.index, timestamp_s=frame.timestamp_s, result=outcome.result
+                    )
+                )
+            else:
+                errors.append({"frame": frame.index, **(outcome.error or {})})
+            _progress(ctx, done, total)
+        return VideoAnalysis(
+            summary=AnalysisSummary(
+                tool=tool,
+                frames_analyzed=len(frames) + len(errors),
+                frames_total=video.info.frame_count,
+                every_s=every_s,
+                fps=video.info.fps,
+                duration_s=video.info.duration_s,
+                failures=len(errors),
+            ),
+            frames=frames,
+            errors=errors,
+        )
+
+    @tool(timeout_s=3600)
+    def track(
+        self,
+        video: Video,
+        tool: str = Field("faces.detect", description="An image tool that returns boxes."),
+        every_s: float | None = Field(None, gt=0, description="Sample every N s (default: all)."),
+        inputs: dict[str, Any] = Field(default_factory=dict),
+        iou_threshold: float = Field(0.2, gt=0, lt=1),
+        max_gap: int = Field(5, ge=0, description="Sampled frames a track may go unseen."),
+        min_hits: int = Field(2, ge=1, description="Shortest track kept, in detections."),
+        max_side: int | None = Field(None, ge=16, le=8192),
+        ctx: ToolContext | None = None,
+    ) -> VideoTracks:
+        """Detections of an image tool linked across frames into tracks (an IoU tracker with
+        constant-velocity prediction; see docs/video.md): track id, first and last frame,
+        the box on every frame. Boxes are in the coordinates of the frames analysed."""
+        if ctx is None:
+            raise ValueError("video.track needs its ToolContext")
+        tracker = IouTracker(iou_threshold=iou_threshold, max_gap=max_gap, min_hits=min_hits)
+        sampling = Sampling(every_s=every_s)
+        wanted = sampling.wanted(video.info.fps, video.info.frame_count)
+        total = len(wanted) if wanted is not None else video.info.frame_count
+        analysed = 0
+        for analysed, frame in enumerate(video.frames(sampling, max_side=max_side), start=1):
+            ctx.check_cancelled()
+            outcome = ctx.call_tool(tool, {**inputs, "image": frame.image()})
+            detections = [
+                Detection(frame.index, frame.timestamp_s, box, score, label)
+                for box, score, label in (_boxes(outcome.result) if outcome.ok else [])
+            ]
+            tracker.update(frame.index, detections)
+            _progress(ctx, analysed, total)
+        return VideoTracks(
+            tool=tool,
+            frames_analyzed=analysed,
+            tracks=[
+                TrackOut(
+                    id=t.id,
+                    label=t.label,
+                    first_frame=t.first_frame,
+                    last_frame=t.last_frame,
+                    first_s=t.detections[0].timestamp_s,
+                    last_s=t.detections[-1].timestamp_s,
+                    points=[
+                        TrackPoint(
+                            frame=d.frame,
+                            timestamp_s=d.timestamp_s,
+                            box=Box(x=d.box[0], y=d.box[1], width=d.box[2], height=d.box[3]),
+                            score=max(0.0, min(1.0, d.score)),
+                        )
+                        for d in t.detections
+                    ],
+                )
+                for t in tracker.tracks()
+            ],
+            method=f"IoU >= {iou_threshold:g} with constant-velocity prediction, "
+            f"gap <= {max_gap} frames, >= {min_hits} detections",
         )
 
     @staticmethod

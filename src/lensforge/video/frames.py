@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from lensforge.media import Image
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -29,6 +31,12 @@ class Frame:
         from PIL import Image as PILImage
 
         return PILImage.fromarray(self.rgb)
+
+    def image(self) -> Image:
+        """The frame as the ``Image`` an image tool takes (decoded pixels; no file bytes)."""
+        from lensforge.media import Image
+
+        return Image(self.to_pil(), data=b"", format="RAW", media_type="image/x-raw-rgb")
 
 
 @dataclass(frozen=True)
