@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from lensforge.api import create_app
 from lensforge.settings import Settings
-from tests.support import Single, Testing
+from tests.plugins_for_tests import TEST_PLUGINS
 
-TEST_PLUGINS = [Testing, Single]
+__all__ = ["TEST_PLUGINS"]  # tests/mcp_server imports it from here
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import uvicorn
 
 from lensforge.api import create_app
 from lensforge.settings import Settings
-from tests.support import Chaos, Single, Testing
+from tests.plugins_for_tests import Chaos, Single, Testing
 
 if __name__ == "__main__":
     settings = Settings()

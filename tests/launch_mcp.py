@@ -11,7 +11,7 @@ import sys
 
 from lensforge.settings import Settings
 from tests.mcp_server.plugins import Drawing
-from tests.support import Chaos, Single, Testing
+from tests.plugins_for_tests import Chaos, Single, Testing
 
 PLUGINS = [Testing, Single, Chaos, Drawing]
 

@@ -1,4 +1,6 @@
-"""The plugin contract: :class:`Plugin`, the :func:`tool` decorator and :class:`ToolContext`.
+"""The plugin contract: :class:`Plugin`, the :func:`tool` and :func:`schema_tool` decorators
+and :class:`ToolContext`. This module is what a plugin author reads; turning the declarations
+into validated tool specs is :mod:`lensforge.tools`' job.
 
 A plugin is a class with a ``name``, a ``version``, an optional ``setup()`` (run once per
 worker process: load models there) and methods marked as tools::
@@ -31,23 +33,22 @@ declared with :func:`schema_tool` instead.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import logging
-import types
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar, Union, get_args, get_origin
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-import pydantic
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from lensforge.errors import Cancelled
 
-from lensforge.errors import Cancelled, RegistrationError, ValidationError
-from lensforge.media import IMAGE_JSON_SCHEMA, Image, is_media_schema
+if TYPE_CHECKING:
+    # Spec machinery, importable from here while callers move to lensforge.tools.
+    from lensforge.tools import ToolSpec as ToolSpec
+    from lensforge.tools import collect_tools as collect_tools
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TOOL_MARK = "__lensforge_tool__"
-_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
 
 class CancelSignal(Protocol):
@@ -99,15 +100,35 @@ class ToolContext:
 
 @dataclass(frozen=True)
 class ToolOptions:
-    """What the decorator records on a tool method."""
+    """What :func:`tool` records on a method: a tool described by its type hints."""
 
     name: str | None = None
     description: str | None = None
     timeout_s: float | None = None
     retry_on: tuple[str, ...] = ()
     max_attempts: int | None = None
-    input_schema: dict[str, Any] | None = None  # set only by schema_tool
+
+
+@dataclass(frozen=True)
+class SchemaToolOptions(ToolOptions):
+    """What :func:`schema_tool` records: a tool described by JSON Schema dicts."""
+
+    input_schema: dict[str, Any] = dataclasses.field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
+
+
+def declared_options(member: object) -> ToolOptions | None:
+    """The options a tool decorator recorded on ``member``, or None if it is no tool."""
+    options = getattr(member, _TOOL_MARK, None)
+    return options if isinstance(options, ToolOptions) else None
+
+
+def _marker(options: ToolOptions) -> Callable[[F], F]:
+    def mark(func: F) -> F:
+        setattr(func, _TOOL_MARK, options)
+        return func
+
+    return mark
 
 
 @typing.overload
@@ -139,12 +160,7 @@ def tool(
     ``timeout_s`` is the tool's time limit; ``retry_on`` lists error codes worth retrying
     (with ``max_attempts`` in all). The description defaults to the method's docstring.
     """
-    options = ToolOptions(name, description, timeout_s, tuple(retry_on), max_attempts)
-
-    def mark(func: F) -> F:
-        setattr(func, _TOOL_MARK, options)
-        return func
-
+    mark = _marker(ToolOptions(name, description, timeout_s, tuple(retry_on), max_attempts))
     return mark(fn) if fn is not None else mark
 
 
@@ -161,15 +177,15 @@ def schema_tool(
     String properties with ``"contentMediaType": "image/..."`` are decoded into an
     :class:`Image` before the handler sees them.
     """
-    options = ToolOptions(
-        name, description, timeout_s, input_schema=input_schema, output_schema=output_schema
+    return _marker(
+        SchemaToolOptions(
+            name,
+            description,
+            timeout_s,
+            input_schema=input_schema,
+            output_schema=output_schema,
+        )
     )
-
-    def mark(func: F) -> F:
-        setattr(func, _TOOL_MARK, options)
-        return func
-
-    return mark
 
 
 class Plugin:
@@ -192,241 +208,11 @@ class Plugin:
         """Run once per worker process before the first call: load models here."""
 
 
-@dataclass
-class ToolSpec:
-    """A validated tool: its schemas, limits and the function the ToolRunner calls."""
+def __getattr__(name: str) -> Any:
+    # ToolSpec and collect_tools moved to lensforge.tools; the old import path keeps working
+    # until its last callers move (importing lensforge.tools here at the top would be a cycle).
+    if name in ("ToolSpec", "collect_tools"):
+        from lensforge import tools
 
-    plugin: str
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any]
-    function: Callable[..., Any]
-    media_fields: tuple[str, ...]
-    timeout_s: float | None
-    retry_on: tuple[str, ...]
-    max_attempts: int | None
-    takes_context: bool
-    is_async: bool
-    input_model: type[BaseModel] | None = None
-    output_adapter: TypeAdapter[Any] | None = None
-    schema_style: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.plugin}.{self.name}"
-
-    def validate_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Check ``inputs`` against the input schema; a ValidationError lists every bad field.
-
-        Returns the validated keyword arguments (media still as references).
-        """
-        if not isinstance(inputs, dict):
-            raise ValidationError(
-                "'inputs' must be a JSON object.", plugin=self.plugin, tool=self.name
-            )
-        if self.schema_style:
-            return self._validate_with_json_schema(inputs)
-        assert self.input_model is not None
-        try:
-            model = self.input_model.model_validate(inputs)
-        except pydantic.ValidationError as exc:
-            problems = [
-                {
-                    "field": ".".join(str(part) for part in err["loc"]) or "(inputs)",
-                    "message": err["msg"],
-                    "type": err["type"],
-                }
-                for err in exc.errors(include_url=False, include_input=False)
-            ]
-            raise ValidationError(
-                "Invalid inputs: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-                details={"errors": problems},
-                plugin=self.plugin,
-                tool=self.name,
-            ) from None
-        return {name: getattr(model, name) for name in type(model).model_fields}
-
-    def _validate_with_json_schema(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        import jsonschema
-
-        validator_cls = jsonschema.validators.validator_for(self.input_schema)
-        errors = sorted(
-            validator_cls(self.input_schema).iter_errors(inputs), key=lambda e: list(e.path)
-        )
-        if errors:
-            problems = [
-                {
-                    "field": ".".join(str(p) for p in err.path) or "(inputs)",
-                    "message": err.message,
-                    "type": str(err.validator),
-                }
-                for err in errors
-            ]
-            raise ValidationError(
-                "Invalid inputs: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-                details={"errors": problems},
-                plugin=self.plugin,
-                tool=self.name,
-            )
-        return dict(inputs)
-
-    def manifest(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "qualified_name": self.qualified_name,
-            "description": self.description,
-            "input_schema": self.input_schema,
-            "output_schema": self.output_schema,
-            "timeout_s": self.timeout_s,
-            "retry_on": list(self.retry_on),
-            "media_inputs": list(self.media_fields),
-        }
-
-
-def _is_context(annotation: Any) -> bool:
-    if annotation is ToolContext:
-        return True
-    if get_origin(annotation) in (Union, types.UnionType):
-        return any(arg is ToolContext for arg in get_args(annotation))
-    return False
-
-
-def _is_media(annotation: Any) -> bool:
-    if annotation is Image:
-        return True
-    if get_origin(annotation) in (Union, types.UnionType):
-        return any(arg is Image for arg in get_args(annotation))
-    return False
-
-
-def _fail(plugin: str, tool_name: str, problem: str) -> RegistrationError:
-    return RegistrationError(
-        f"plugin '{plugin}', tool '{tool_name}': {problem}", plugin=plugin, tool=tool_name
-    )
-
-
-def _typed_spec(plugin: str, attr: str, func: Callable[..., Any], opts: ToolOptions) -> ToolSpec:
-    name = opts.name or attr
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception as exc:
-        raise _fail(plugin, name, f"type hints cannot be resolved ({exc})") from exc
-    params = list(inspect.signature(func).parameters.values())[1:]  # drop self
-    fields: dict[str, Any] = {}
-    media: list[str] = []
-    takes_context = False
-    for param in params:
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise _fail(plugin, name, f"*args/**kwargs ('{param.name}') cannot be described")
-        annotation = hints.get(param.name, inspect.Parameter.empty)
-        if param.name == "ctx" or _is_context(annotation):
-            takes_context = True
-            continue
-        if annotation is inspect.Parameter.empty:
-            raise _fail(plugin, name, f"parameter '{param.name}' has no type hint")
-        if _is_media(annotation):
-            media.append(param.name)
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param.name] = (annotation, default)
-    model_name = "".join(part.capitalize() for part in f"{plugin}_{name}_input".split("_"))
-    try:
-        input_model = pydantic.create_model(
-            model_name,
-            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
-            **fields,
-        )
-        input_schema = input_model.model_json_schema()
-        returns = hints.get("return", Any)
-        output_adapter: TypeAdapter[Any] = TypeAdapter(Any if returns is None else returns)
-        output_schema = output_adapter.json_schema() if returns not in (Any, None) else {}
-    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
-        raise _fail(plugin, name, f"its types cannot become a JSON Schema ({exc})") from exc
-    return ToolSpec(
-        plugin=plugin,
-        name=name,
-        description=opts.description or inspect.getdoc(func) or "",
-        input_schema=input_schema,
-        output_schema=output_schema,
-        function=func,
-        media_fields=tuple(media),
-        timeout_s=opts.timeout_s,
-        retry_on=opts.retry_on,
-        max_attempts=opts.max_attempts,
-        takes_context=takes_context,
-        is_async=inspect.iscoroutinefunction(func),
-        input_model=input_model,
-        output_adapter=output_adapter,
-    )
-
-
-def _schema_spec(plugin: str, attr: str, func: Callable[..., Any], opts: ToolOptions) -> ToolSpec:
-    import jsonschema
-
-    name = opts.name or attr
-    assert opts.input_schema is not None
-    for label, schema in (("input", opts.input_schema), ("output", opts.output_schema)):
-        if schema is None:
-            continue
-        try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            raise _fail(plugin, name, f"its {label} schema is invalid: {exc.message}") from None
-    if opts.input_schema.get("type", "object") != "object":
-        raise _fail(plugin, name, "its input schema must describe an object")
-    props = opts.input_schema.get("properties", {})
-    media = tuple(key for key, prop in props.items() if is_media_schema(prop))
-    input_schema = dict(opts.input_schema)
-    input_schema["properties"] = {
-        key: (IMAGE_JSON_SCHEMA if key in media else prop) for key, prop in props.items()
-    }
-    return ToolSpec(
-        plugin=plugin,
-        name=name,
-        description=opts.description or inspect.getdoc(func) or "",
-        input_schema=input_schema,
-        output_schema=opts.output_schema or {},
-        function=func,
-        media_fields=media,
-        timeout_s=opts.timeout_s,
-        retry_on=opts.retry_on,
-        max_attempts=opts.max_attempts,
-        takes_context=True,
-        is_async=inspect.iscoroutinefunction(func),
-        schema_style=True,
-    )
-
-
-def collect_tools(plugin_cls: type[Plugin]) -> dict[str, ToolSpec]:
-    """Validate every tool of a plugin class; all or nothing, naming the plugin and tool."""
-    import re
-
-    plugin = getattr(plugin_cls, "name", None)
-    if not isinstance(plugin, str) or not re.match(_NAME_PATTERN, plugin):
-        raise RegistrationError(
-            f"plugin class {plugin_cls.__qualname__}: 'name' must be a lowercase identifier "
-            f"matching {_NAME_PATTERN}, got {plugin!r}"
-        )
-    specs: dict[str, ToolSpec] = {}
-    members: dict[str, Any] = {}
-    for klass in reversed(plugin_cls.__mro__):  # declaration order: the first tool is first
-        members.update(vars(klass))
-    for attr, func in members.items():
-        opts = getattr(func, _TOOL_MARK, None) if inspect.isfunction(func) else None
-        if not isinstance(opts, ToolOptions):
-            continue
-        builder = _schema_spec if opts.input_schema is not None else _typed_spec
-        spec = builder(plugin, attr, func, opts)
-        if not re.match(_NAME_PATTERN, spec.name):
-            raise _fail(plugin, spec.name, f"tool names must match {_NAME_PATTERN}")
-        if spec.name in specs:
-            raise _fail(plugin, spec.name, "two tools share this name")
-        if spec.timeout_s is not None and spec.timeout_s <= 0:
-            raise _fail(plugin, spec.name, "timeout_s must be positive")
-        if not spec.description:
-            raise _fail(plugin, spec.name, "a tool needs a description (its docstring)")
-        specs[spec.name] = spec
-    if not specs:
-        raise RegistrationError(f"plugin '{plugin}' declares no tools (mark methods with @tool)")
-    return specs
+        return getattr(tools, name)
+    raise AttributeError(f"module 'lensforge.plugin' has no attribute {name!r}")

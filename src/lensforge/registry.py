@@ -20,7 +20,8 @@ from lensforge.errors import (
     ValidationError,
 )
 from lensforge.metrics import Metrics
-from lensforge.plugin import Plugin, ToolSpec, collect_tools
+from lensforge.plugin import Plugin
+from lensforge.tools import ToolSpec, collect_tools
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "lensforge.plugins"

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from lensforge.store import JobStore, Status
-from tests.support import Chaos, Testing
+from tests.plugins_for_tests import Chaos, Testing
 
 pytestmark = pytest.mark.slow
 TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}

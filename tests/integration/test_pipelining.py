@@ -23,7 +23,7 @@ from tests.integration.test_durability import (
     wait_for,
     wait_terminal,
 )
-from tests.support import Chaos, Testing
+from tests.plugins_for_tests import Chaos, Testing
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from lensforge.api import create_app
 from lensforge.execution.local import WORKER_ENVIRONMENT
 from tests.integration.test_durability import executor, local_settings
-from tests.support import Testing
+from tests.plugins_for_tests import Testing
 
 pytestmark = pytest.mark.slow
 

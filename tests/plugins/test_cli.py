@@ -27,7 +27,7 @@ from lensforge.builtin.codes import CodesPlugin
 from lensforge.builtin.faces import FacesPlugin
 from lensforge.builtin.image import ImagePlugin
 from lensforge.builtin.ocr import OcrPlugin
-from lensforge.plugin import collect_tools
+from lensforge.tools import collect_tools
 from tests.plugins.support import qr, render_text
 
 LENSFORGE = Path(sys.executable).with_name("lensforge")

@@ -14,8 +14,8 @@ from lensforge.api import create_app
 from lensforge.builtin import ocr as ocr_module
 from lensforge.builtin.image import ImagePlugin
 from lensforge.builtin.ocr import OcrPlugin
-from lensforge.plugin import collect_tools
 from lensforge.settings import Settings
+from lensforge.tools import collect_tools
 from tests.plugins.support import BUILTIN_PLUGINS, b64, encode, render_text
 
 HEAVY = ["cv2", "numpy", "tesserocr", "zxingcpp", "imagehash", "scipy", "skimage", "pywt"]

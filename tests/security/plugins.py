@@ -7,23 +7,8 @@ test can grep its output for secrets.
 
 from __future__ import annotations
 
-from typing import Any
-
-from lensforge import Plugin, tool
-from tests.support import Single, Testing
-
-
-class Shapes(Plugin):
-    """A tool that takes free-form JSON, to reach the shape caps (depth, string length)."""
-
-    name = "shapes"
-    version = "0.0.1"
-
-    @tool
-    def count(self, data: dict[str, Any]) -> dict[str, int]:
-        """How many keys the object has."""
-        return {"keys": len(data)}
-
+from lensforge import Plugin
+from tests.plugins_for_tests import Shapes, Single, Testing
 
 PLUGINS: list[type[Plugin]] = [Testing, Single, Shapes]
 

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image as PILImage
 
-from lensforge import Image, ImageArtifact, Plugin, tool
+from tests.plugins_for_tests import Artist
 from tests.security.conftest import (
     PLUGINS,
     Secure,
@@ -266,22 +265,6 @@ def test_every_job_records_the_key_that_created_it(shared: Secure) -> None:
     made[answer["result"]["_meta"]["lensforge/job_id"]] = shared.bob
     for job_id, tenant in made.items():
         assert store.get(job_id).owner == tenant.key_id
-
-
-class Artist(Plugin):
-    """Produces an image (an artifact), and names a blob it did not produce."""
-
-    name = "artist"
-
-    @tool
-    def tint(self, image: Image) -> ImageArtifact:
-        """A copy of the image in one colour."""
-        return ImageArtifact.from_pil(PILImage.new("RGB", (image.width, image.height), (1, 2, 3)))
-
-    @tool
-    def name_blob(self, digest: str) -> dict[str, Any]:
-        """A result that names a blob by its digest."""
-        return {"copy": {"blob": f"sha256:{digest}"}}
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from lensforge.api import create_app
 from lensforge.settings import Settings
-from tests.conftest import TEST_PLUGINS
+from tests.plugins_for_tests import TEST_PLUGINS
 from tests.support import b64, jpeg, png
 
 ENVELOPE_KEYS = {"code", "message", "details", "retryable", "plugin", "tool", "job_id", "timestamp"}

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from lensforge.api import create_app
 from lensforge.settings import Settings
-from tests.conftest import TEST_PLUGINS
+from tests.plugins_for_tests import TEST_PLUGINS
 from tests.support import b64, png
 
 JOB_FIELDS = {

@@ -11,12 +11,11 @@ import asyncio
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import pydantic
-from pydantic import BaseModel
 
 from lensforge.blobs import BlobStore, parse_digest
 from lensforge.errors import (
@@ -26,9 +25,10 @@ from lensforge.errors import (
     ResourceExhausted,
 )
 from lensforge.media import Image, MediaLimits, MediaRef
-from lensforge.plugin import ToolContext, ToolSpec
+from lensforge.plugin import CancelSignal, ToolContext
 from lensforge.registry import Registry
 from lensforge.results import iter_artifacts
+from lensforge.tools import ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,22 @@ class ToolCall:
         """The fields as a plain tuple, rebuilt by ``ToolCall(*fields)``: a worker channel
         pickles that several times faster than the dataclass itself."""
         return (self.plugin, self.tool, self.inputs, self.job_id, self.attempt, self.timeout_s)
+
+    def context(
+        self,
+        *,
+        on_progress: Callable[[float, str | None], None] | None = None,
+        cancel_event: CancelSignal | None = None,
+    ) -> ToolContext:
+        """The :class:`ToolContext` the tool of this call gets; the one place one is built."""
+        return ToolContext(
+            job_id=self.job_id,
+            plugin=self.plugin,
+            tool=self.tool,
+            attempt=self.attempt,
+            on_progress=on_progress,
+            cancel_event=cancel_event,
+        )
 
 
 @dataclass
@@ -82,7 +98,7 @@ class ToolRunner:
         self.limits = limits
 
     def run(self, call: ToolCall, ctx: ToolContext | None = None) -> Outcome:
-        ctx = ctx or ToolContext(job_id=call.job_id, plugin=call.plugin, tool=call.tool)
+        ctx = ctx or call.context()
         started = time.perf_counter()
         outcome = Outcome()
         try:
@@ -90,16 +106,16 @@ class ToolRunner:
             record = self.registry.get(call.plugin)
             self.registry.initialize_plugin(record)
             self.registry.check_available(call.plugin)
-            kwargs = spec.validate_inputs(call.inputs)
-            kwargs = self._decode_media(spec, kwargs)
-            if spec.takes_context:
-                kwargs["ctx"] = ctx
-            raw = self._invoke(spec, record.instance, kwargs)
+            values = self._decode_media(spec, spec.validate_inputs(call.inputs))
+            args, kwargs = spec.call_arguments(values, ctx)
+            raw = spec.function(record.instance, *args, **kwargs)
+            if asyncio.iscoroutine(raw):
+                raw = asyncio.run(raw)
             artifacts = list(iter_artifacts(raw))
             for artifact in artifacts:
                 if artifact.data is not None:
                     self.blobs.put(artifact.data)
-            outcome.result = self._check_storable(self._check_output(spec, raw))
+            outcome.result = self._check_storable(spec.dump_output(raw))
             outcome.artifacts = [parse_digest(artifact.blob) for artifact in artifacts]
         except LensForgeError as exc:
             outcome.error = exc.bind(
@@ -138,65 +154,17 @@ class ToolRunner:
             )
         return outcome
 
-    def _decode_media(self, spec: ToolSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _decode_media(self, spec: ToolSpec, values: dict[str, Any]) -> dict[str, Any]:
+        """Media references (as validated) swapped for checked, decoded images."""
         for name in spec.media_fields:
-            value = kwargs.get(name)
-            if isinstance(value, dict) and "blob" in value:
-                value = MediaRef(str(value["blob"]))
+            value = values.get(name)
             if isinstance(value, MediaRef):
                 try:
-                    kwargs[name] = Image.decode(self.blobs.get(value.blob), self.limits)
+                    values[name] = Image.decode(self.blobs.get(value.blob), self.limits)
                 except LensForgeError as exc:
                     exc.details.setdefault("field", name)
                     raise
-        return kwargs
-
-    @staticmethod
-    def _invoke(spec: ToolSpec, instance: Any, kwargs: dict[str, Any]) -> Any:
-        if spec.schema_style:
-            ctx = kwargs.pop("ctx")
-            result = spec.function(instance, kwargs, ctx)
-        else:
-            result = spec.function(instance, **kwargs)
-        if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
-        return result
-
-    @staticmethod
-    def _check_output(spec: ToolSpec, raw: Any) -> Any:
-        """The result as JSON-ready data; a wrong shape is a plugin_error naming the violation."""
-        if spec.schema_style:
-            if isinstance(raw, BaseModel):
-                raw = raw.model_dump(mode="json")
-            if spec.output_schema:
-                import jsonschema
-
-                validator = jsonschema.validators.validator_for(spec.output_schema)
-                error = jsonschema.exceptions.best_match(
-                    validator(spec.output_schema).iter_errors(raw)
-                )
-                if error is not None:
-                    raise PluginError(
-                        f"The tool's output breaks its output schema: {error.message}",
-                        details={"path": list(error.path)},
-                    )
-            return raw
-        assert spec.output_adapter is not None
-        try:
-            value = spec.output_adapter.validate_python(raw)
-            return spec.output_adapter.dump_python(value, mode="json")
-        except pydantic.ValidationError as exc:
-            problems = exc.errors(include_url=False, include_input=False)
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(result)'}: {e['msg']}"
-                for e in problems[:6]
-            )
-        except Exception as exc:  # not serialisable as JSON, for instance
-            detail = f"{type(exc).__name__}: {str(exc)[:200]}"
-        raise PluginError(
-            f"The tool's output breaks its output schema: {detail}",
-            details={"violation": detail},
-        )
+        return values
 
     @staticmethod
     def _check_storable(result: Any) -> Any:
