@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from lensforge.video.probe import fps_fraction
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def write_mp4(
@@ -24,6 +26,7 @@ def write_mp4(
     it downloads and a reader can probe it from its first bytes.
     """
     import av
+    import numpy as np
 
     options = {"movflags": "+faststart"} if faststart else {}
     count = 0

@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from lensforge.video.frames import Frame
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_THRESHOLD = 30.0
 DEFAULT_CONTRAST = 2.5
@@ -35,6 +37,7 @@ class Cut:
 
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
     import cv2
+    import numpy as np
 
     small: np.ndarray = cv2.resize(rgb, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
     return small
@@ -48,6 +51,8 @@ def detect_cuts(
     min_gap_s: float = 0.2,
 ) -> list[Cut]:
     """The scene cuts among consecutive ``frames`` (decode every frame for exact results)."""
+    import numpy as np
+
     cuts: list[Cut] = []
     previous: np.ndarray | None = None
     recent: deque[float] = deque(maxlen=HISTORY)
