@@ -52,14 +52,22 @@ class BlobWriter:
         if exc_type is not None:
             self.abort()
 
-    def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
+    def limit(self, max_bytes: int) -> None:
+        """Lower the cap (once the content's kind is known); past it already: refused."""
+        self.max_bytes = max_bytes
+        self._check_size()
+
+    def _check_size(self) -> None:
         if self.max_bytes is not None and self.size > self.max_bytes:
             self.abort()
             raise PayloadTooLarge(
                 f"The upload is larger than this server accepts ({self.max_bytes} bytes).",
                 details={"max_bytes": self.max_bytes},
             )
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._check_size()
         self._hash.update(chunk)
         try:
             self._file.write(chunk)
