@@ -39,8 +39,17 @@ test: system-deps $(VENV)/.installed-test
 system-deps:
 	@bash scripts/system-deps.sh
 
-bench: system-deps $(VENV)/.installed-test
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+## Benchmarks (see bench/README.md): also installs Celery and redis-server for throughput.py.
+bench: system-deps $(VENV)/.installed-bench
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server >/dev/null; } \
+		|| echo "redis-server is missing (sudo apt-get install -y redis-server): throughput.py skips Celery"
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/throughput.py
 
 clean:
 	rm -rf $(VENV) lensforge.db lensforge-data .pytest_cache .mypy_cache .ruff_cache

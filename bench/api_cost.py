@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+from common import cpu_and_faults as counters
+from common import describe, machine, running
 
-import plugins as bench
+import plugins as bench  # bench/ is sys.path[0]
 
 IMAGES = 200
 SIZES = {"(a) 8x8 PNG": (8, 8), "(b) 640x480 PNG": (640, 480)}
@@ -35,20 +35,14 @@ def png(width: int, height: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def counters(pid: int) -> tuple[float, float, int]:
-    """User CPU s, system CPU s and minor faults of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick, int(fields[7])
-
-
 def main() -> None:
+    print(describe(machine()))
     rows = {}
     with (
         tempfile.TemporaryDirectory(prefix="lensforge-bench-") as tmp,
-        bench.server(Path(tmp)) as port,
+        running(bench.start_server(Path(tmp))) as server,
     ):
-        api = _api_pid()
+        port, api = server.port, server.pid
         for label, (width, height) in SIZES.items():
             images = [png(width, height, i) for i in range(IMAGES)]
             bodies = [bench.multipart_for("image.info", image, None) for image in images]
@@ -88,15 +82,6 @@ def main() -> None:
         f"{b['client'] - a['client']:>10.2f}"
     )
     print(f"\nper request, {IMAGES} images each, 2 in flight, image.info; {os.cpu_count()} CPUs")
-
-
-def _api_pid() -> int:
-    """The ``lensforge serve`` process this script started (a child of this process)."""
-    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
-    for pid in children:
-        if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return int(pid)
-    raise SystemExit("lensforge serve not found among this process's children")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import os
 import shutil
 import statistics
@@ -38,15 +37,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import (  # bench/ is sys.path[0]
+    describe,
+    machine,
+    pick_cpus,
+    start_bench_server,
+    stop_all,
+    tree_cpu_s,
+)
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from overhead import _kill_all, cpu_seconds, start_bench_server  # bench/ is sys.path[0]
 
 CONCURRENCY = 8
 MAX_CALLS = 20_000  # per phase, beside the time bound
 WARMUP_S = 0.5
 TARGET_RATIO = 2.0
-READY_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -96,11 +101,11 @@ async def _drive(
     try:
         warm = time.monotonic() + WARMUP_S
         await asyncio.gather(*(loop(call, warm, False) for call, _ in callers))
-        server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
+        server_cpu, client_cpu = tree_cpu_s(server_pid), time.process_time()
         started = time.monotonic()
         await asyncio.gather(*(loop(call, started + seconds, True) for call, _ in callers))
         elapsed = time.monotonic() - started
-        server_cpu = cpu_seconds(server_pid) - server_cpu
+        server_cpu = tree_cpu_s(server_pid) - server_cpu
         client_cpu = time.process_time() - client_cpu
     finally:
         for _, closer in reversed(callers):  # LIFO: anyio cancel scopes nest
@@ -150,47 +155,30 @@ async def rest_phase(url: str, concurrency: int, seconds: float, server_pid: int
         await client.aclose()
 
 
-def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the benchmark server did not become ready")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per phase")
     parser.add_argument("--no-pin", action="store_true", help="do not pin CPUs with taskset")
     args = parser.parse_args()
-    cpus = sorted(os.sched_getaffinity(0))
-    pin = not args.no_pin and len(cpus) >= 2 and shutil.which("taskset") is not None
-    server_cpu = cpus[0] if pin else None
-    if pin:
-        os.sched_setaffinity(0, {cpus[1]})
-    atexit.register(_kill_all)
+    print(describe(machine()))
+    server_cpu, client_cpu = pick_cpus(args.no_pin)
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
     workdir = Path(tempfile.mkdtemp(prefix="lensforge-bench-mcp-"))
-    server = start_bench_server("lensforge", server_cpu, workdir, db_dir=workdir)
-    url = f"http://127.0.0.1:{server.port}"
+    server = start_bench_server("lensforge", workdir, cpu=server_cpu, db_dir=workdir)
+    url = server.url
     try:
-        try:
-            _wait_ready(url)
-        except SystemExit:
-            print(server.log_tail(), file=sys.stderr)
-            raise
+        server.wait_ready()
         phases: list[Phase] = []
         for concurrency in (1, CONCURRENCY):
             phases.append(asyncio.run(rest_phase(url, concurrency, args.seconds, server.pid)))
             phases.append(asyncio.run(mcp_phase(url, concurrency, args.seconds, server.pid)))
     finally:
-        server.stop()
+        stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    where = f"server on CPU {server_cpu}, client on CPU {cpus[1]}" if pin else "no CPU pinning"
+    pinning = f"server on CPU {server_cpu}, client on CPU {client_cpu}"
+    where = pinning if client_cpu is not None else "no CPU pinning"
     print(f"\nLensForge MCP vs REST, no-op tool, {args.seconds:g} s per phase ({where})\n")
     print(
         f"{'mode':<32} {'calls':>7} {'calls/s':>9} {'p50 ms':>8} {'srv CPU':>8} "

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from common import describe, machine
 from PIL import Image
 from starlette.requests import Request
 
+import plugins as bench  # bench/ is sys.path[0]
 from lensforge.api.multipart import read_form
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-import plugins as bench
 
 CHUNK = 256 * 1024
 
@@ -63,6 +59,7 @@ async def lensforge_form(body: bytes) -> int:
 
 
 async def main() -> None:
+    print(describe(machine()))
     print(f"{'upload':<24} {'(a) Starlette ms':>16} {'(b) LensForge ms':>16} {'a/b':>6}")
     for width, height, calls in ((8, 8, 2000), (640, 480, 200), (2000, 1500, 20)):
         image = png(width, height)

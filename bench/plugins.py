@@ -28,22 +28,20 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import http.client
 import io
 import json
 import multiprocessing
 import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from common import Server, describe, machine, running, start_lensforge_serve
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 TOOLS = [
@@ -281,12 +279,6 @@ def floor(tool: str, items: list[tuple[str, bytes, bytes | None]]) -> float:
 # --- (b) through a real server ------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 BOUNDARY = "lensforge-bench-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 
@@ -304,43 +296,11 @@ def _request(
     return response.status, response.read()
 
 
-@contextlib.contextmanager
-def server(workdir: Path) -> Iterator[int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "LENSFORGE_HOST": "127.0.0.1",
-        "LENSFORGE_PORT": str(port),
-        "LENSFORGE_WORKERS": "2",
-        "LENSFORGE_DATABASE_URL": f"sqlite:///{workdir / 'lensforge.db'}",
-        "LENSFORGE_DATA_DIR": str(workdir / "data"),
-        "LENSFORGE_LOG_LEVEL": "warning",
-    }
-    lensforge = Path(sys.executable).with_name("lensforge")
-    log = (workdir / "server.log").open("wb")
-    process = subprocess.Popen([str(lensforge), "serve"], env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"lensforge serve exited; see {workdir / 'server.log'}")
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                if _request(conn, "GET", "/readyz")[0] == 200:
-                    conn.close()
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("lensforge serve did not become ready in time")
-            time.sleep(0.2)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+def start_server(workdir: Path) -> Server:
+    """A real ``lensforge serve`` with 2 workers (store and blobs in ``workdir``), ready."""
+    server = start_lensforge_serve(workdir, env={"LENSFORGE_WORKERS": "2"})
+    server.wait_ready(limit_s=READY_TIMEOUT_S)
+    return server
 
 
 def through_lensforge(
@@ -466,7 +426,12 @@ def main() -> None:
     print(f"generating {args.images} images per tool ...", flush=True)
     prepared = {tool: inputs_for(tool, args.images) for tool in tools}
     rows = []
-    with tempfile.TemporaryDirectory(prefix="lensforge-bench-") as tmp, server(Path(tmp)) as port:
+    print(describe(machine()))
+    with (
+        tempfile.TemporaryDirectory(prefix="lensforge-bench-") as tmp,
+        running(start_server(Path(tmp))) as server,
+    ):
+        port = server.port
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         status, payload = _request(conn, "GET", "/v1/plugins")
         conn.close()

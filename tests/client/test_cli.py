@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from lensforge import cli, cli_remote
-from tests.client.conftest import ROOT, Server
+from lensforge import cli
+from lensforge.cli import output
+from lensforge.client import ConnectionFailed
+from lensforge.errors import Cancelled, Conflict, PluginError, ValidationError
+from tests.mcp_server.support import ROOT, HttpServer
 from tests.support import free_port, png
 
 pytestmark = pytest.mark.slow
@@ -34,13 +37,16 @@ def as_json(done: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(done.stdout)
 
 
-def test_exit_codes_match_the_cli() -> None:
-    assert cli_remote.EXIT_JOB_FAILED == cli.EXIT_JOB_FAILED
-    assert cli_remote.EXIT_USAGE == cli.EXIT_USAGE
-    assert cli_remote.EXIT_CONNECTION == cli.EXIT_CONNECTION
+def test_exit_codes_are_the_documented_ones() -> None:
+    assert (cli.EXIT_OK, cli.EXIT_JOB_FAILED, cli.EXIT_USAGE, cli.EXIT_CONNECTION) == (0, 1, 2, 3)
+    assert output.exit_code(ConnectionFailed()) == cli.EXIT_CONNECTION
+    assert output.exit_code(ValidationError()) == cli.EXIT_USAGE
+    assert output.exit_code(Conflict()) == cli.EXIT_USAGE
+    assert output.exit_code(PluginError()) == cli.EXIT_JOB_FAILED
+    assert output.exit_code(Cancelled()) == cli.EXIT_JOB_FAILED
 
 
-def test_submit_job_result_jobs_and_cancel(server: Server, tmp_path: Path) -> None:
+def test_submit_job_result_jobs_and_cancel(server: HttpServer, tmp_path: Path) -> None:
     image = tmp_path / "photo.png"
     image.write_bytes(png(64, 48))
     waited = lensforge(server.url, "submit", "testing.size", "--image", str(image), "--wait")
@@ -68,7 +74,7 @@ def test_submit_job_result_jobs_and_cancel(server: Server, tmp_path: Path) -> No
     assert as_json(again)["error"]["code"] == "conflict"
 
 
-def test_exit_codes(server: Server) -> None:
+def test_exit_codes(server: HttpServer) -> None:
     bad = lensforge(server.url, "submit", "testing.echo", "-i", "times=1", "--json")
     assert bad.returncode == cli.EXIT_USAGE
     assert as_json(bad)["error"]["code"] == "validation_error"
@@ -82,7 +88,7 @@ def test_exit_codes(server: Server) -> None:
     assert as_json(nowhere)["error"]["code"] == "connection_failed"
 
 
-def test_batch_analyze_reports_each_file(server: Server, tmp_path: Path) -> None:
+def test_batch_analyze_reports_each_file(server: HttpServer, tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
     for i in range(50):

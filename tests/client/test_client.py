@@ -12,13 +12,13 @@ import pytest
 from lensforge import AsyncClient, Client
 from lensforge.client import ConnectionFailed, JobInfo
 from lensforge.errors import Cancelled, Conflict, JobNotFound, PluginError, ValidationError
-from tests.client.conftest import Server
+from tests.mcp_server.support import HttpServer
 from tests.support import free_port, png
 
 pytestmark = pytest.mark.slow
 
 
-def test_plugins_and_analyze_with_every_kind_of_image(server: Server, tmp_path: Path) -> None:
+def test_plugins_and_analyze_with_every_kind_of_image(server: HttpServer, tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     path.write_bytes(png(30, 20))
     with Client(server.url) as lf:
@@ -35,7 +35,7 @@ def test_plugins_and_analyze_with_every_kind_of_image(server: Server, tmp_path: 
         assert lf.job(outcome.job_id).info().status == "SUCCESS"
 
 
-def test_errors_are_the_servers_typed_errors(server: Server, tmp_path: Path) -> None:
+def test_errors_are_the_servers_typed_errors(server: HttpServer, tmp_path: Path) -> None:
     with Client(server.url) as lf:
         with pytest.raises(ValidationError) as invalid:
             lf.analyze("testing.echo", text="hi", times="many")
@@ -52,7 +52,7 @@ def test_errors_are_the_servers_typed_errors(server: Server, tmp_path: Path) -> 
         nowhere.plugins()
 
 
-def test_submit_wait_result_progress_and_cancel(server: Server) -> None:
+def test_submit_wait_result_progress_and_cancel(server: HttpServer) -> None:
     with Client(server.url) as lf:
         job = lf.submit("testing.sleep", seconds=0.8)
         updates = list(job.progress(timeout=20))
@@ -81,7 +81,7 @@ def test_submit_wait_result_progress_and_cancel(server: Server) -> None:
         assert same.id == again.id
 
 
-def test_async_client(server: Server) -> None:
+def test_async_client(server: HttpServer) -> None:
     async def go() -> None:
         async with AsyncClient(server.url) as lf:
             results = await asyncio.gather(

@@ -108,6 +108,14 @@ def test_missing_image_file_is_a_usage_error(run_cli: Any, tmp_path: Path) -> No
     assert done.returncode == 2
 
 
+def test_a_bad_input_pair_is_a_usage_error(run_cli: Any) -> None:
+    done = run_cli("run", "image.info", "--input", "colors", "--json")
+    assert done.returncode == 2
+    assert "key=value" in envelope(done.stdout)["message"]
+    plain = run_cli("run", "image.info", "-i", "=3")
+    assert plain.returncode == 2 and "validation_error" in plain.stderr and plain.stdout == ""
+
+
 def test_plugins_json(run_cli: Any) -> None:
     done = run_cli("plugins", "--json")
     assert done.returncode == 0, done.stderr

@@ -151,9 +151,9 @@ API_RANK = 5
 
 
 def is_wiring(name: str) -> bool:
-    """Top-level wiring (the CLI, in one or more modules, and ``wiring``): may import anything."""
-    last = name.rpartition(".")[2]
-    return name.count(".") == 1 and (last == "wiring" or last == "cli" or last.startswith("cli_"))
+    """Top-level wiring (the ``cli`` package, every module of it, and ``wiring``): may import
+    anything."""
+    return name == "lensforge.wiring" or within(name, "lensforge.cli")
 
 
 # The store, from most to least guarded:
@@ -181,7 +181,7 @@ def _import_violation(src: str, src_rank: int | None, target: str, name: str | N
     """Why ``src`` may not import ``target`` (``name`` from it), or an empty string."""
     if within(src, "lensforge.store") and within(target, "lensforge.store"):
         return ""
-    if target == "lensforge.cli" or target.startswith("lensforge.cli_"):
+    if within(target, "lensforge.cli"):
         return "nothing imports the CLI"
     if within(target, "lensforge.api") and not within(src, "lensforge.api"):
         return "nothing but the CLI imports the API"
@@ -502,7 +502,7 @@ CLEAN_TREE = {
         from lensforge.store import JobStore
         from lensforge.execution.jobs import finish
         """,
-    "cli.py": """
+    "cli/__init__.py": """
         from lensforge.api import app
         """,
 }
@@ -544,7 +544,7 @@ def test_tool_invocation_outside_the_runner_is_caught(
         ("registry.py", "from lensforge.api import create_app\n", "CLI imports"),
         ("execution/jobs.py", "from lensforge.wiring import Services\n", "top-level wiring"),
         ("store/store.py", "from lensforge import cli\n", "imports the CLI"),
-        ("api/routes/x.py", "import lensforge.cli_remote\n", "imports the CLI"),
+        ("api/routes/x.py", "import lensforge.cli.remote\n", "imports the CLI"),
         ("execution/tool_runner.py", "from lensforge.store import Status\n", "job types"),
         ("execution/executors.py", "from lensforge.store.tables import Status\n", "job types"),
         ("media.py", "import lensforge.store.store\n", "job types"),
@@ -567,7 +567,7 @@ def test_what_the_layer_rule_allows(tmp_path: Path) -> None:
         # other tables in the same database are not job state
         "security/keys.py": "from lensforge.store.tables import api_keys, metadata\n",
         # the CLI, split over modules, is top-level wiring
-        "cli_keys.py": "from lensforge.store import JobStore\nfrom lensforge.api import app\n",
+        "cli/keys.py": "from lensforge.store import JobStore\nfrom lensforge.api import app\n",
         # the API may use job types and the analysis layer
         "api/routes/x.py": "from lensforge.store import JobRecord, Status\n",
         "execution/analysis.py": "from lensforge.execution.jobs import finish\n",
