@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         "thread pool in the server), 'inline' (the calling thread) or 'ray' (warm plugin "
         "actors on a Ray cluster: pip install 'lensforge[ray]').",
     )
+    execute: bool = Field(
+        True,
+        description="Whether this server runs jobs itself; false makes an API-only server "
+        "(jobs run on `lensforge worker` nodes or other servers sharing the store).",
+    )
     ray_address: str = Field(
         "local",
         description="With executor 'ray': 'local' (a private single-node cluster on "

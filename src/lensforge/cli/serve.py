@@ -34,6 +34,14 @@ def serve(
     data_dir: DataDirOption = None,
     workers: WorkersOption = None,
     log_level: LogLevelOption = None,
+    no_execute: Annotated[
+        bool,
+        typer.Option(
+            "--no-execute",
+            help="API only: accept jobs, run none (workers elsewhere run them). "
+            "Env: LENSFORGE_EXECUTE=false.",
+        ),
+    ] = False,
     insecure_no_auth: Annotated[
         bool,
         typer.Option(
@@ -55,6 +63,7 @@ def serve(
         data_dir=data_dir,
         workers=workers,
         log_level=log_level,
+        execute=False if no_execute else None,
     )
     check_bind(settings, insecure_no_auth)
     malloc.keep_freed_memory(*malloc.API)  # request bodies: see lensforge/malloc.py
