@@ -227,6 +227,12 @@ class RateLimited(LensForgeError):
     default_message = "Too many requests; retry after the time in the Retry-After header."
 
 
+class HeadersTooLarge(LensForgeError):
+    code = "headers_too_large"
+    status = 431
+    default_message = "The request's headers are too large or too many; send fewer, smaller ones."
+
+
 class StorageFull(LensForgeError):
     code = "storage_full"
     status = 507

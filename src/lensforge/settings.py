@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     plugins_block: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated plugin names never to enable."
     )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request head (request line and headers)."
+    )
+    max_headers: int = Field(100, ge=8, description="Most header fields one request may send.")
     max_body_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
     )

@@ -52,9 +52,8 @@ def serve(
     ] = False,
 ) -> None:
     """Start the HTTP server (REST API, docs at /docs)."""
-    import uvicorn
-
     from lensforge.api import create_app
+    from lensforge.api.server import run_server
 
     settings = load_settings(
         host=host,
@@ -71,13 +70,7 @@ def serve(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     console.print(f"LensForge on http://{settings.host}:{settings.port}  (docs: /docs)")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    run_server(create_app(settings), settings)
 
 
 def check_bind(settings: Settings, insecure: bool) -> None:
