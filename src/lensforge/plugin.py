@@ -137,6 +137,7 @@ class ToolOptions:
     cpus: float | None = None  # resources a call needs (requests to Ray; see docs/deploy.md)
     gpus: float = 0.0
     memory_mb: int | None = None
+    long: bool = False  # runs long (a video): MCP answers with a task at once
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def tool(
     cpus: float | None = ...,
     gpus: float = ...,
     memory_mb: int | None = ...,
+    long: bool = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -190,16 +192,18 @@ def tool(
     cpus: float | None = None,
     gpus: float = 0.0,
     memory_mb: int | None = None,
+    long: bool = False,
 ) -> Any:
     """Mark a plugin method as a tool.
 
     ``timeout_s`` is the tool's time limit; ``retry_on`` lists error codes worth retrying
     (with ``max_attempts`` in all). ``cpus``, ``gpus`` and ``memory_mb`` say what one call
     needs: the Ray executor asks the cluster for them (a GPU tool lands on GPU nodes only).
-    The description defaults to the method's docstring.
+    ``long=True`` says a call usually runs for long (a video): MCP clients get a task at
+    once instead of waiting. The description defaults to the method's docstring.
     """
     options = ToolOptions(
-        name, description, timeout_s, tuple(retry_on), max_attempts, cpus, gpus, memory_mb
+        name, description, timeout_s, tuple(retry_on), max_attempts, cpus, gpus, memory_mb, long
     )
     mark = _marker(options)
     return mark(fn) if fn is not None else mark

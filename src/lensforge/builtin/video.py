@@ -160,7 +160,7 @@ class VideoPlugin(Plugin):
         """Container, codec, size, frame rate, duration, frame count, rotation and audio."""
         return VideoFacts.model_validate(video.info.as_dict())
 
-    @tool(timeout_s=600)
+    @tool(timeout_s=600, long=True)
     def frames(
         self,
         video: Video,
@@ -193,7 +193,7 @@ class VideoPlugin(Plugin):
             _progress(ctx, len(out), min(total, MAX_FRAMES_OUT))
         return Frames(frames=out)
 
-    @tool(timeout_s=600)
+    @tool(timeout_s=600, long=True)
     def scenes(
         self,
         video: Video,
@@ -223,7 +223,7 @@ class VideoPlugin(Plugin):
             method=f"thumbnail difference > {threshold:g} and > {contrast:g}x recent median",
         )
 
-    @tool(timeout_s=3600)
+    @tool(timeout_s=3600, long=True)
     def analyze(
         self,
         video: Video,
@@ -270,7 +270,7 @@ class VideoPlugin(Plugin):
             errors=errors,
         )
 
-    @tool(timeout_s=3600)
+    @tool(timeout_s=3600, long=True)
     def track(
         self,
         video: Video,

@@ -38,6 +38,7 @@ class ToolSpec(ABC):
     cpus: float | None = None
     gpus: float = 0.0
     memory_mb: int | None = None
+    long: bool = False
 
     @property
     def qualified_name(self) -> str:
@@ -87,6 +88,7 @@ class ToolSpec(ABC):
             "media_inputs": list(self.media_fields),
             "video_inputs": list(self.video_fields),
             "resources": {"cpus": self.cpus, "gpus": self.gpus, "memory_mb": self.memory_mb},
+            "long": self.long,
         }
 
 

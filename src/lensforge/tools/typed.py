@@ -92,6 +92,7 @@ class TypedTool(ToolSpec):
             cpus=opts.cpus,
             gpus=opts.gpus,
             memory_mb=opts.memory_mb,
+            long=opts.long,
             timeout_s=opts.timeout_s,
             retry_on=opts.retry_on,
             max_attempts=opts.max_attempts,
