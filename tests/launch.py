@@ -5,13 +5,12 @@ Settings come from LENSFORGE_* environment variables, as with ``lensforge serve`
 
 from __future__ import annotations
 
-import uvicorn
-
 from lensforge.api import create_app
+from lensforge.api.server import run_server
 from lensforge.settings import Settings
 from tests.plugins_for_tests import Chaos, Single, Testing
 
 if __name__ == "__main__":
     settings = Settings()
     app = create_app(settings, extra_plugins=[Testing, Single, Chaos])
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    run_server(app, settings, log_level="warning")

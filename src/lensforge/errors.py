@@ -227,6 +227,19 @@ class RateLimited(LensForgeError):
     default_message = "Too many requests; retry after the time in the Retry-After header."
 
 
+class HeadersTooLarge(LensForgeError):
+    code = "headers_too_large"
+    status = 431
+    default_message = "The request's headers are too large or too many; send fewer, smaller ones."
+
+
+class StorageFull(LensForgeError):
+    code = "storage_full"
+    status = 507
+    retryable = True
+    default_message = "The server's blob storage is full; nothing was stored. Retry later."
+
+
 class StoreError(LensForgeError):
     code = "store_unavailable"
     status = 503

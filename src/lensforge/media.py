@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import binascii
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,8 @@ from pydantic_core import core_schema
 
 from lensforge.blobs import parse_digest
 from lensforge.errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
+from lensforge.video.media import Video
+from lensforge.video.probe import VideoLimits
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,8 +75,11 @@ def decode_base64(value: str, *, field: str) -> bytes:
 
 @dataclass(frozen=True)
 class MediaLimits:
+    """What the ToolRunner and the front door accept: images, and videos (``video``)."""
+
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000
+    video: VideoLimits = field(default_factory=VideoLimits)
 
 
 def _open(data: bytes, fmt: str, limits: MediaLimits) -> PILImage:
@@ -240,3 +245,17 @@ def is_media_schema(schema: dict[str, Any]) -> bool:
         return True
     media = schema.get("contentMediaType", "")
     return isinstance(media, str) and media.startswith("image/")
+
+
+__all__ = [
+    "IMAGE_JSON_SCHEMA",
+    "Image",
+    "MediaLimits",
+    "MediaRef",
+    "Video",
+    "VideoLimits",
+    "decode_base64",
+    "is_media_schema",
+    "probe",
+    "sniff",
+]

@@ -57,6 +57,16 @@ class CancelSignal(Protocol):
     def is_set(self) -> bool: ...
 
 
+class ToolResult(Protocol):
+    """What :meth:`ToolContext.call_tool` returns: a result, or an error envelope."""
+
+    result: Any
+    error: dict[str, Any] | None
+
+    @property
+    def ok(self) -> bool: ...
+
+
 class ToolContext:
     """What a running tool may use besides its inputs: progress, cancellation and a logger."""
 
@@ -76,6 +86,18 @@ class ToolContext:
         self.attempt = attempt
         self._on_progress = on_progress
         self._cancel_event = cancel_event
+        # Set by the ToolRunner: runs another tool through it (see call_tool).
+        self.tool_caller: Callable[[str, dict[str, Any]], ToolResult] | None = None
+
+    def call_tool(self, name: str, inputs: dict[str, Any]) -> ToolResult:
+        """Run another tool (``"faces.detect"``) in this worker, through the ToolRunner like
+        any call: its inputs and output are validated and it is measured. Inputs may hold
+        decoded media (an :class:`~lensforge.media.Image`, e.g. a video frame's
+        ``frame.image()``). Returns its result or its error envelope; never raises for the
+        other tool's failure."""
+        if self.tool_caller is None:
+            raise RuntimeError("call_tool needs a ToolContext given by the ToolRunner")
+        return self.tool_caller(name, inputs)
 
     @property
     def logger(self) -> logging.Logger:
@@ -86,6 +108,11 @@ class ToolContext:
         """Report progress between 0 and 1, with an optional message."""
         if self._on_progress is not None:
             self._on_progress(min(1.0, max(0.0, float(fraction))), message)
+
+    @property
+    def cancel_signal(self) -> CancelSignal | None:
+        """What tells this call it was cancelled (for the calls it makes itself)."""
+        return self._cancel_event
 
     @property
     def cancelled(self) -> bool:
@@ -107,6 +134,10 @@ class ToolOptions:
     timeout_s: float | None = None
     retry_on: tuple[str, ...] = ()
     max_attempts: int | None = None
+    cpus: float | None = None  # resources a call needs (requests to Ray; see docs/deploy.md)
+    gpus: float = 0.0
+    memory_mb: int | None = None
+    long: bool = False  # runs long (a video): MCP answers with a task at once
 
 
 @dataclass(frozen=True)
@@ -143,6 +174,10 @@ def tool(
     timeout_s: float | None = ...,
     retry_on: Iterable[str] = ...,
     max_attempts: int | None = ...,
+    cpus: float | None = ...,
+    gpus: float = ...,
+    memory_mb: int | None = ...,
+    long: bool = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -154,13 +189,23 @@ def tool(
     timeout_s: float | None = None,
     retry_on: Iterable[str] = (),
     max_attempts: int | None = None,
+    cpus: float | None = None,
+    gpus: float = 0.0,
+    memory_mb: int | None = None,
+    long: bool = False,
 ) -> Any:
     """Mark a plugin method as a tool.
 
     ``timeout_s`` is the tool's time limit; ``retry_on`` lists error codes worth retrying
-    (with ``max_attempts`` in all). The description defaults to the method's docstring.
+    (with ``max_attempts`` in all). ``cpus``, ``gpus`` and ``memory_mb`` say what one call
+    needs: the Ray executor asks the cluster for them (a GPU tool lands on GPU nodes only).
+    ``long=True`` says a call usually runs for long (a video): MCP clients get a task at
+    once instead of waiting. The description defaults to the method's docstring.
     """
-    mark = _marker(ToolOptions(name, description, timeout_s, tuple(retry_on), max_attempts))
+    options = ToolOptions(
+        name, description, timeout_s, tuple(retry_on), max_attempts, cpus, gpus, memory_mb, long
+    )
+    mark = _marker(options)
     return mark(fn) if fn is not None else mark
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from lensforge.blobs import BlobStore, S3BlobStore
+    from lensforge.video.probe import VideoLimits
 
 
 def _default_workers() -> int:
@@ -32,10 +36,36 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("./lensforge-data"), description="Directory of the content-addressed blob store."
     )
-    executor: Literal["local", "thread", "inline"] = Field(
+    executor: Literal["local", "thread", "inline", "ray"] = Field(
         "local",
         description="Where tools run: 'local' (supervised worker processes), 'thread' (a "
-        "thread pool in the server) or 'inline' (the calling thread).",
+        "thread pool in the server), 'inline' (the calling thread) or 'ray' (warm plugin "
+        "actors on a Ray cluster: pip install 'lensforge[ray]').",
+    )
+    execute: bool = Field(
+        True,
+        description="Whether this server runs jobs itself; false makes an API-only server "
+        "(jobs run on `lensforge worker` nodes or other servers sharing the store).",
+    )
+    ray_address: str = Field(
+        "local",
+        description="With executor 'ray': 'local' (a private single-node cluster on "
+        "loopback), 'auto' (the cluster this host belongs to) or 'ray://host:port'.",
+    )
+    blob_url: str | None = Field(
+        None,
+        description="Where blobs live: empty for DATA_DIR/blobs, a directory, or "
+        "s3://bucket/prefix (pip install 'lensforge[s3]').",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint for non-AWS stores (MinIO, SeaweedFS, R2, ...)."
+    )
+    s3_region: str | None = Field(None, description="S3 region (else AWS_REGION / config).")
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key (else AWS_ACCESS_KEY_ID / ~/.aws / instance role)."
+    )
+    s3_secret_access_key: str | None = Field(
+        None, description="S3 secret key (else AWS_SECRET_ACCESS_KEY / ~/.aws)."
     )
     workers: int = Field(
         default_factory=_default_workers,
@@ -67,6 +97,10 @@ class Settings(BaseSettings):
     plugins_block: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated plugin names never to enable."
     )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request head (request line and headers)."
+    )
+    max_headers: int = Field(100, ge=8, description="Most header fields one request may send.")
     max_body_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
     )
@@ -75,6 +109,18 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="Largest decoded image accepted, in pixels (width*height)."
+    )
+    max_video_bytes: int = Field(
+        4 * 1024**3, ge=1, description="Largest video upload, in bytes (checked as it streams)."
+    )
+    max_video_duration_s: float = Field(
+        3 * 3600.0, gt=0, description="Longest video accepted, in seconds (from its header)."
+    )
+    max_video_pixels: int = Field(
+        3840 * 2160, ge=1, description="Largest video frame accepted, in pixels (width*height)."
+    )
+    max_video_frames: int = Field(
+        1_000_000, ge=1, description="Most frames a video may have (from its header)."
     )
     default_timeout_s: float = Field(
         60.0, gt=0, description="Time limit of a tool that declares none, in seconds."
@@ -150,3 +196,28 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def video_limits(self) -> VideoLimits:
+        from lensforge.video.probe import VideoLimits
+
+        return VideoLimits(
+            max_bytes=self.max_video_bytes,
+            max_duration_s=self.max_video_duration_s,
+            max_pixels=self.max_video_pixels,
+            max_frames=self.max_video_frames,
+        )
+
+    def open_blobs(self) -> BlobStore | S3BlobStore:
+        """The blob store these settings name (see ``blob_url``)."""
+        from lensforge.blobs import S3Options, open_blob_store
+
+        options = S3Options(
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            access_key_id=self.s3_access_key_id,
+            secret_access_key=self.s3_secret_access_key,
+        )
+        if not self.blob_url:
+            return open_blob_store(None, self.blob_dir)
+        return open_blob_store(self.blob_url, self.data_dir, options)

@@ -3,6 +3,7 @@
 One module per group of commands, each with its own Typer app, put together here:
 
 - ``serve``: the HTTP server (:mod:`lensforge.cli.serve`);
+- ``worker``: an execution-only node, no HTTP (:mod:`lensforge.cli.worker`);
 - ``run``, ``plugins``, ``mcp``: LensForge embedded, no server (:mod:`lensforge.cli.local`);
 - ``submit``, ``jobs``, ``job``, ``result``, ``cancel``: a running server
   (:mod:`lensforge.cli.remote`, through the one helper :mod:`lensforge.cli.remote_call`);
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from lensforge.cli import batch, keys, local, remote, serve
+from lensforge.cli import batch, keys, local, remote, serve, worker
 from lensforge.cli.output import EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(local.app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(remote.app)
 app.add_typer(batch.app)
+app.add_typer(worker.app)
 
 
 def main() -> None:

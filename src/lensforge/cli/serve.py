@@ -34,6 +34,14 @@ def serve(
     data_dir: DataDirOption = None,
     workers: WorkersOption = None,
     log_level: LogLevelOption = None,
+    no_execute: Annotated[
+        bool,
+        typer.Option(
+            "--no-execute",
+            help="API only: accept jobs, run none (workers elsewhere run them). "
+            "Env: LENSFORGE_EXECUTE=false.",
+        ),
+    ] = False,
     insecure_no_auth: Annotated[
         bool,
         typer.Option(
@@ -44,9 +52,8 @@ def serve(
     ] = False,
 ) -> None:
     """Start the HTTP server (REST API, docs at /docs)."""
-    import uvicorn
-
     from lensforge.api import create_app
+    from lensforge.api.server import run_server
 
     settings = load_settings(
         host=host,
@@ -55,6 +62,7 @@ def serve(
         data_dir=data_dir,
         workers=workers,
         log_level=log_level,
+        execute=False if no_execute else None,
     )
     check_bind(settings, insecure_no_auth)
     malloc.keep_freed_memory(*malloc.API)  # request bodies: see lensforge/malloc.py
@@ -62,13 +70,7 @@ def serve(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     console.print(f"LensForge on http://{settings.host}:{settings.port}  (docs: /docs)")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    run_server(create_app(settings), settings)
 
 
 def check_bind(settings: Settings, insecure: bool) -> None:

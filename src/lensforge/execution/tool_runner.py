@@ -8,11 +8,13 @@ every exception becomes the error envelope of ARCHITECTURE §3.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -24,7 +26,7 @@ from lensforge.errors import (
     PluginError,
     ResourceExhausted,
 )
-from lensforge.media import Image, MediaLimits, MediaRef
+from lensforge.media import Image, MediaLimits, MediaRef, Video
 from lensforge.plugin import CancelSignal, ToolContext
 from lensforge.registry import Registry
 from lensforge.results import iter_artifacts
@@ -99,6 +101,7 @@ class ToolRunner:
 
     def run(self, call: ToolCall, ctx: ToolContext | None = None) -> Outcome:
         ctx = ctx or call.context()
+        ctx.tool_caller = partial(self._call_for, call, ctx)
         started = time.perf_counter()
         outcome = Outcome()
         try:
@@ -106,9 +109,10 @@ class ToolRunner:
             record = self.registry.get(call.plugin)
             self.registry.initialize_plugin(record)
             self.registry.check_available(call.plugin)
-            values = self._decode_media(spec, spec.validate_inputs(call.inputs))
-            args, kwargs = spec.call_arguments(values, ctx)
-            raw = spec.function(record.instance, *args, **kwargs)
+            with contextlib.ExitStack() as files:  # local copies of videos, for this call
+                values = self._decode_media(spec, spec.validate_inputs(call.inputs), files)
+                args, kwargs = spec.call_arguments(values, ctx)
+                raw = spec.function(record.instance, *args, **kwargs)
             if asyncio.iscoroutine(raw):
                 raw = asyncio.run(raw)
             artifacts = list(iter_artifacts(raw))
@@ -154,17 +158,33 @@ class ToolRunner:
             )
         return outcome
 
-    def _decode_media(self, spec: ToolSpec, values: dict[str, Any]) -> dict[str, Any]:
-        """Media references (as validated) swapped for checked, decoded images."""
-        for name in spec.media_fields:
+    def _decode_media(
+        self, spec: ToolSpec, values: dict[str, Any], files: contextlib.ExitStack
+    ) -> dict[str, Any]:
+        """Media references (as validated) swapped for checked, decoded images, and for
+        probed videos in local files that live as long as ``files``."""
+        for name in (*spec.media_fields, *spec.video_fields):
             value = values.get(name)
             if isinstance(value, MediaRef):
                 try:
-                    values[name] = Image.decode(self.blobs.get(value.blob), self.limits)
+                    if name in spec.video_fields:
+                        path = files.enter_context(self.blobs.local_path(value.blob))
+                        values[name] = Video.open(path, self.limits.video, blob=value.blob)
+                    else:
+                        values[name] = Image.decode(self.blobs.get(value.blob), self.limits)
                 except LensForgeError as exc:
                     exc.details.setdefault("field", name)
                     raise
         return values
+
+    def _call_for(
+        self, parent: ToolCall, parent_ctx: ToolContext, name: str, inputs: dict[str, Any]
+    ) -> Outcome:
+        """``ctx.call_tool``: another tool, run by this runner for a running tool's job."""
+        plugin, _, tool = name.partition(".")
+        call = ToolCall(plugin, tool or "", inputs, job_id=parent.job_id, attempt=parent.attempt)
+        ctx = call.context(cancel_event=parent_ctx.cancel_signal)
+        return self.run(call, ctx)
 
     @staticmethod
     def _check_storable(result: Any) -> Any:

@@ -34,6 +34,11 @@ class ToolSpec(ABC):
     timeout_s: float | None
     retry_on: tuple[str, ...]
     max_attempts: int | None
+    video_fields: tuple[str, ...] = ()
+    cpus: float | None = None
+    gpus: float = 0.0
+    memory_mb: int | None = None
+    long: bool = False
 
     @property
     def qualified_name(self) -> str:
@@ -81,6 +86,9 @@ class ToolSpec(ABC):
             "timeout_s": self.timeout_s,
             "retry_on": list(self.retry_on),
             "media_inputs": list(self.media_fields),
+            "video_inputs": list(self.video_fields),
+            "resources": {"cpus": self.cpus, "gpus": self.gpus, "memory_mb": self.memory_mb},
+            "long": self.long,
         }
 
 

@@ -18,7 +18,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from lensforge.errors import PluginError, pydantic_problems
-from lensforge.media import Image
+from lensforge.media import Image, Video
 from lensforge.plugin import ToolContext, ToolOptions
 from lensforge.tools.spec import CallArguments, ToolSpec, invalid_tool
 
@@ -44,6 +44,7 @@ class TypedTool(ToolSpec):
             raise invalid_tool(plugin, name, f"type hints cannot be resolved ({exc})") from exc
         fields: dict[str, Any] = {}
         media: list[str] = []
+        videos: list[str] = []
         takes_context = False
         for param in list(inspect.signature(func).parameters.values())[1:]:  # drop self
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -57,6 +58,8 @@ class TypedTool(ToolSpec):
                 raise invalid_tool(plugin, name, f"parameter '{param.name}' has no type hint")
             if _mentions(annotation, Image):
                 media.append(param.name)
+            elif _mentions(annotation, Video):
+                videos.append(param.name)
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[param.name] = (annotation, default)
         model_name = "".join(part.capitalize() for part in f"{plugin}_{name}_input".split("_"))
@@ -85,6 +88,11 @@ class TypedTool(ToolSpec):
             output_schema=output_schema,
             function=func,
             media_fields=tuple(media),
+            video_fields=tuple(videos),
+            cpus=opts.cpus,
+            gpus=opts.gpus,
+            memory_mb=opts.memory_mb,
+            long=opts.long,
             timeout_s=opts.timeout_s,
             retry_on=opts.retry_on,
             max_attempts=opts.max_attempts,

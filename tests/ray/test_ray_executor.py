@@ -1,0 +1,142 @@
+"""The ray executor on a real local Ray cluster (loopback, 2 CPUs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lensforge.execution.executors import CallControl
+from lensforge.execution.ray_executor import RayExecutor
+from lensforge.execution.tool_runner import Outcome, ToolCall
+from lensforge.execution.worker import WorkerConfig, plugin_path
+from lensforge.media import MediaLimits
+from lensforge.registry import load_registry
+from tests.support import Chaos, Testing, png
+
+pytestmark = pytest.mark.slow
+
+PLUGINS = [Testing, Chaos]
+
+
+@pytest.fixture(scope="module")
+def ray_executor(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RayExecutor, asyncio.Runner]]:
+    blob_dir = tmp_path_factory.mktemp("blobs")
+    config = WorkerConfig(
+        blob_dir=blob_dir,
+        limits=MediaLimits(),
+        extra_plugins=[plugin_path(cls) for cls in PLUGINS],
+    )
+    registry = load_registry(extra=PLUGINS)
+    executor = RayExecutor(config, registry, workers=2, cancel_grace_s=0.5)
+    with asyncio.Runner() as runner:
+        runner.run(executor.start())
+        try:
+            yield executor, runner
+        finally:
+            runner.run(executor.stop())
+
+
+def run(
+    ray_executor: tuple[RayExecutor, asyncio.Runner],
+    plugin: str,
+    tool: str,
+    inputs: dict[str, object] | None = None,
+    *,
+    timeout_s: float = 30,
+    control: CallControl | None = None,
+) -> Outcome:
+    executor, runner = ray_executor
+    call = ToolCall(plugin, tool, inputs or {}, job_id=f"job-{tool}", timeout_s=timeout_s)
+    return runner.run(executor.run(call, control or CallControl()))
+
+
+def test_tools_run_in_warm_actors(ray_executor: tuple[RayExecutor, asyncio.Runner]) -> None:
+    outcome = run(ray_executor, "testing", "echo", {"text": "hi", "times": 2})
+    assert outcome.ok and outcome.result == {"text": "hi", "times": 2}
+    first = run(ray_executor, "testing", "pid").result["pid"]
+    assert run(ray_executor, "testing", "pid").result["pid"] == first  # the same warm actor
+    assert first != os.getpid()
+    bad = run(ray_executor, "testing", "echo", {"times": "x"})
+    assert bad.error_code == "validation_error"
+
+
+def test_a_real_vision_tool_reads_its_image_from_the_blob_store(
+    ray_executor: tuple[RayExecutor, asyncio.Runner],
+) -> None:
+    from lensforge.blobs import BlobStore
+
+    executor, _ = ray_executor
+    ref = BlobStore(executor.config.blob_dir).put(png(64, 48))
+    outcome = run(ray_executor, "image", "info", {"image": {"blob": ref}})
+    assert outcome.ok, outcome.error
+    assert (outcome.result["width"], outcome.result["height"]) == (64, 48)
+
+
+def test_a_hanging_tool_times_out_and_its_actor_is_replaced(
+    ray_executor: tuple[RayExecutor, asyncio.Runner],
+) -> None:
+    before = run(ray_executor, "chaos", "record", {"path": os.devnull, "pause": 0})
+    assert before.ok
+    outcome = run(ray_executor, "chaos", "hang", timeout_s=1.0)
+    assert outcome.error_code == "timeout"
+    after = run(ray_executor, "chaos", "record", {"path": os.devnull, "pause": 0})
+    assert after.ok
+
+
+def test_a_dead_actor_is_worker_lost_and_the_next_call_runs(
+    ray_executor: tuple[RayExecutor, asyncio.Runner],
+) -> None:
+    assert run(ray_executor, "chaos", "exit").error_code == "worker_lost"
+    pid = run(ray_executor, "testing", "pid").result["pid"]
+    os.kill(pid, signal.SIGKILL)  # killed from outside, between calls
+    outcomes = [run(ray_executor, "testing", "pid") for _ in range(2)]
+    assert outcomes[0].error_code == "worker_lost" or outcomes[0].ok
+    assert outcomes[1].ok and outcomes[1].result["pid"] != pid
+
+
+def test_cancel_stops_a_running_call_and_progress_arrives(
+    ray_executor: tuple[RayExecutor, asyncio.Runner], tmp_path: Path
+) -> None:
+    executor, runner = ray_executor
+    seen: list[float] = []
+    control = CallControl(on_progress=lambda fraction, _: seen.append(fraction))
+
+    async def cancel_later() -> Outcome:
+        call = ToolCall("testing", "sleep", {"seconds": 20}, job_id="job-cancel", timeout_s=30)
+        task = asyncio.create_task(executor.run(call, control))
+        await asyncio.sleep(1.5)
+        control.cancel()
+        return await asyncio.wait_for(task, 10)
+
+    outcome = runner.run(cancel_later())
+    assert outcome.error_code == "cancelled"
+    assert seen and 0 < seen[-1] < 0.5
+
+
+def test_a_private_cluster_listens_on_loopback_only(
+    ray_executor: tuple[RayExecutor, asyncio.Runner],
+) -> None:
+    import subprocess
+
+    ray_pids = set()
+    for line in subprocess.run(
+        ["ps", "-eo", "pid,comm"], capture_output=True, text=True
+    ).stdout.splitlines()[1:]:
+        pid, _, command = line.strip().partition(" ")
+        if any(name in command for name in ("raylet", "gcs_server", "ray::")):
+            ray_pids.add(pid)
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    exposed = [
+        line
+        for line in listening.splitlines()
+        if any(f"pid={pid}," in line for pid in ray_pids)
+        and not line.split()[3].startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:"))
+    ]
+    assert ray_pids and exposed == []
