@@ -153,6 +153,18 @@ class Settings(BaseSettings):
         description="FastAPI's OpenTelemetry spans and metrics for every request (needs an "
         "OpenTelemetry SDK and a configured provider).",
     )
+    mcp_task_after_s: float = Field(
+        2.0,
+        gt=0,
+        description="How long an MCP call may run before it is answered as a task (for "
+        "clients that declare the tasks extension; tools declared long become tasks at once).",
+    )
+    mcp_inline_image_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="Images a tool returns up to this size go inline in MCP results; larger "
+        "ones as resource links to the blob.",
+    )
     max_input_depth: int = Field(32, ge=1, description="Deepest nesting allowed in tool inputs.")
     max_input_string: int = Field(
         1_000_000, ge=1, description="Longest string allowed in tool inputs (images excepted)."

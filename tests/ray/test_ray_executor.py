@@ -16,7 +16,8 @@ from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig, plugin_path
 from lensforge.media import MediaLimits
 from lensforge.registry import load_registry
-from tests.support import Chaos, Testing, png
+from tests.plugins_for_tests import Chaos, Testing
+from tests.support import png
 
 pytestmark = pytest.mark.slow
 

@@ -31,7 +31,7 @@ from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from lensforge import __version__
 from lensforge.api.mcp.apps import UI, VIEW_URI, ResultView
 from lensforge.api.mcp.catalog import BLOB_URI_TEMPLATE, Catalog, Entry
-from lensforge.api.mcp.results import INLINE_IMAGE_BYTES, Results, blob_digest, error_result
+from lensforge.api.mcp.results import Results, blob_digest, error_result
 from lensforge.api.mcp.tasks import TasksExtension, apply_extension
 from lensforge.errors import BlobNotFound, InternalError, LensForgeError
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
@@ -40,7 +40,6 @@ from lensforge.wiring import Services
 
 log = logging.getLogger(__name__)
 
-TASK_AFTER_S = 2.0  # default: a call still running after this becomes a task
 INSTRUCTIONS = (
     "LensForge runs vision-analysis tools as durable jobs. Pass images as MCP image content "
     "{type: 'image', data: <base64>, mimeType} or {uri: 'lensforge://blobs/<sha256>'}. "
@@ -81,7 +80,7 @@ class LensForgeMCP:
         settings = services.settings
         self.view = ResultView()
         self.catalog = Catalog(services.registry, tool_meta=self.view.tool_meta())
-        inline = getattr(settings, "mcp_inline_image_bytes", INLINE_IMAGE_BYTES)
+        inline = settings.mcp_inline_image_bytes
         self.results = Results(services.blobs, inline_bytes=int(inline))
         self.server: Server[Any] = Server(
             "lensforge",
@@ -95,7 +94,7 @@ class LensForgeMCP:
             on_read_resource=self._read_resource,
         )
         self.server.middleware.clear()  # no OpenTelemetry span per message: /metrics counts jobs
-        task_after_s = float(getattr(settings, "mcp_task_after_s", TASK_AFTER_S))
+        task_after_s = settings.mcp_task_after_s
         self.tasks = TasksExtension(self, task_after_s=task_after_s)
         apply_extension(self.server, self.tasks, self._call_tool)
         self.server.extensions[UI] = {}  # the result view (apps.py): a resource, no methods
@@ -193,7 +192,7 @@ class LensForgeMCP:
             entry = self.catalog.resolve(params.name)
         except LensForgeError:
             return False
-        return bool(entry.spec.extra.get("long"))
+        return entry.spec.long
 
     def render(self, job: JobRecord) -> types.CallToolResult:
         """A finished job as a tool result (also for tools no longer enabled)."""
