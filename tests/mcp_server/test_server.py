@@ -13,7 +13,6 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from lensforge.api.mcp import server as mcp_server
 from lensforge.api.mcp.catalog import MCP_IMAGE_SCHEMA, output_schema
 from lensforge.settings import Settings
 from lensforge.store import Status
@@ -29,12 +28,10 @@ from tests.mcp_server.support import (
 from tests.support import b64, png
 
 
-@pytest.fixture(autouse=True)
-def _quick_tasks(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
     """Calls still running after 0.5 s become tasks (2 s by default)."""
-    monkeypatch.setattr(mcp_server, "TASK_AFTER_S", 0.5)
-    if "mcp_task_after_s" in type(settings).model_fields:  # once the settings tree has it
-        monkeypatch.setattr(settings, "mcp_task_after_s", 0.5)
+    return settings.model_copy(update={"mcp_task_after_s": 0.5})
 
 
 def test_tools_are_listed_as_plugin_underscore_tool_with_schemas(settings: Settings) -> None:
@@ -256,7 +253,7 @@ def test_a_long_call_becomes_a_task_that_is_its_job(settings: Settings) -> None:
 
 def test_a_long_tool_is_always_a_task(settings: Settings) -> None:
     async def body(session: Client, services: Services) -> None:
-        services.registry.resolve("testing", "noop").extra["long"] = True
+        services.registry.resolve("testing", "noop").long = True
         created = await start_task(session.session, "testing_noop", {})
         done = await until_terminal(session.session, created.task_id)
         assert done["result"]["structuredContent"] == {"ok": True}

@@ -144,6 +144,8 @@ EXECUTION_RANKS: dict[str, int] = {
     "lensforge.execution.channel": 1,
     "lensforge.execution.worker": 1,
     "lensforge.execution.ray": 1,
+    "lensforge.execution.ray_executor": 1,
+    "lensforge.execution.uploads": 4,  # the front door's streamed uploads
     "lensforge.execution.tool_runner": 0,
     "lensforge.execution.leases": 0,  # who holds a lease
 }
