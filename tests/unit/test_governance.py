@@ -140,6 +140,8 @@ EXECUTION_RANKS: dict[str, int] = {
     "lensforge.execution.jobs": 3,
     "lensforge.execution.dispatch": 3,
     "lensforge.execution.leases": 3,
+    "lensforge.execution.waiting": 3,
+    "lensforge.execution.progress": 3,
     # plugin execution: hands a job to an executor through the middleware chain
     "lensforge.execution.plugins": 2,
     "lensforge.execution.middleware": 2,
@@ -184,6 +186,7 @@ JOBSTORE_USERS = (
     "lensforge.execution.jobs",
     "lensforge.execution.dispatch",
     "lensforge.execution.leases",
+    "lensforge.execution.progress",
     "lensforge.store",
 )
 JOB_TABLES = {"jobs", "job_events"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -23,19 +23,18 @@ from lensforge.execution.dispatch import Dispatcher
 from lensforge.execution.executors import CallControl
 from lensforge.execution.leases import LeaseKeeper, make_worker_id
 from lensforge.execution.plugins import PluginExecutionService
+from lensforge.execution.progress import ProgressReporter
 from lensforge.execution.verdicts import Verdict, cancelled_pending, handed_back
+from lensforge.execution.waiting import Waiter, Waiters
 from lensforge.store import TERMINAL, Event, JobRecord, JobStoreProtocol, NewJob, Status
 
 log = logging.getLogger(__name__)
-PROGRESS_INTERVAL_S = 0.25
-Waiter = asyncio.Future[JobRecord | None]
 
 
 @dataclass
 class _Running:
     job: JobRecord
     control: CallControl
-    last_progress_at: float = 0.0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -60,7 +59,8 @@ class JobExecutionService:
         self.shutdown_grace_s = shutdown_grace_s
         self.worker_id = worker_id or make_worker_id()
         self._running: dict[str, _Running] = {}
-        self._waiters: dict[str, list[Waiter]] = {}
+        self.waiters = Waiters(self.get, poll_interval_s)
+        self.progress = ProgressReporter(store, self.worker_id)
         self.dispatcher = Dispatcher(
             store,
             worker_id=self.worker_id,
@@ -192,7 +192,7 @@ class JobExecutionService:
             return
         job, created = future.result()
         if created and waiter is not None:  # before it can start, so no wake-up is missed
-            self._waiters.setdefault(job.id, []).append(waiter)
+            self.waiters.register(job.id, waiter)
         if created and job.status is Status.RUNNING:
             self._start(job)
         elif created:
@@ -206,38 +206,8 @@ class JobExecutionService:
         current: JobRecord | None = None,
         waiter: Waiter | None = None,
     ) -> JobRecord:
-        """The job once terminal, or as it stands when ``timeout_s`` runs out.
-
-        ``current`` is the job as the caller just saw it, saving the first read; ``waiter``
-        a future already registered for it (see :meth:`submit_and_wait`).
-        """
-        deadline = time.monotonic() + timeout_s
-        loop = asyncio.get_running_loop()
-        while True:
-            future = waiter or loop.create_future()
-            if waiter is None:
-                self._waiters.setdefault(job_id, []).append(future)
-            waiter = None
-            try:
-                job = current or await self.get(job_id)
-                current = None
-                if job.status in TERMINAL:
-                    return job
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return job
-                # Finished here: the future fires. Finished by another process: poll again.
-                timer = loop.call_later(min(remaining, self.poll_interval_s * 2), _expire, future)
-                finished = await future
-                timer.cancel()
-                if finished is not None:
-                    return finished
-            finally:
-                waiters = self._waiters.get(job_id, [])
-                if future in waiters:
-                    waiters.remove(future)
-                if not waiters:
-                    self._waiters.pop(job_id, None)
+        """The job once terminal, or as it stands when ``timeout_s`` runs out (see Waiters)."""
+        return await self.waiters.wait(job_id, timeout_s, current=current, waiter=waiter)
 
     async def watch(
         self, job_id: str, *, owner: str | None = None, interval_s: float = 0.1
@@ -322,17 +292,14 @@ class JobExecutionService:
     def _after_transition(self, job: JobRecord, updated: JobRecord) -> None:
         """Wake waiters, schedule a retry."""
         if updated.status in TERMINAL:
-            for future in self._waiters.pop(job.id, []):
-                if not future.done():
-                    future.set_result(updated)
+            self.waiters.finished(updated)
         elif updated.status is Status.PENDING:
             self.dispatcher.wake(max(0.0, (updated.not_before or 0) - time.time()))
 
     # -- running a claimed job ---------------------------------------------------------------
 
     def _start(self, job: JobRecord) -> None:
-        running = _Running(job, CallControl())
-        running.control.on_progress = self._progress_callback(running)
+        running = _Running(job, CallControl(self.progress.callback(job.id)))
         self._running[job.id] = running
         running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")
 
@@ -374,25 +341,3 @@ class JobExecutionService:
             await self._apply(job, verdict, owned_by=self.worker_id)
         except Exception:
             log.exception("job %s could not be failed either", job.id)
-
-    def _progress_callback(self, running: _Running) -> Callable[[float, str | None], None]:
-        loop = asyncio.get_running_loop()
-
-        def report(fraction: float, message: str | None) -> None:
-            now = time.monotonic()
-            if fraction < 1.0 and now - running.last_progress_at < PROGRESS_INTERVAL_S:
-                return  # throttled: a few writes a second per job at most
-            running.last_progress_at = now
-            loop.call_soon_threadsafe(self._save_progress, running.job.id, fraction, message)
-
-        return report
-
-    def _save_progress(self, job_id: str, fraction: float, message: str | None) -> None:
-        write = self.store.set_progress(job_id, fraction, message, self.worker_id)
-        future = asyncio.ensure_future(write)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-def _expire(future: Waiter) -> None:
-    if not future.done():
-        future.set_result(None)  # the wait ran out; the job is read again
