@@ -79,12 +79,16 @@ class JobStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _write(self, op: Callable[[Tx], T]) -> asyncio.Future[T]:
-        """Queue ``op`` for the next group commit (a future: no task, no coroutine frame)."""
+    def _write(self, op: Callable[[Tx], T]) -> Awaitable[T]:
+        """Queue ``op`` for the next group commit (a future: no task, no coroutine frame);
+        before :meth:`start`, a coroutine running it in a transaction of its own."""
         if self._writer.started:
             return self._writer.submit(op)
+        return self._alone(op)
+
+    async def _alone(self, op: Callable[[Tx], T]) -> T:
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._pool, self._db.run, op)
+        return await loop.run_in_executor(self._pool, self._db.run, op)
 
     async def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
