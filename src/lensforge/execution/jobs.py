@@ -18,13 +18,18 @@ from functools import partial
 from typing import Any
 
 from lensforge.blobs import blob_refs
-from lensforge.errors import Conflict, IllegalTransition, InternalError, JobNotFound
+from lensforge.errors import Conflict, IllegalTransition, JobNotFound
 from lensforge.execution.dispatch import Dispatcher
 from lensforge.execution.executors import CallControl
 from lensforge.execution.leases import LeaseKeeper, make_worker_id
 from lensforge.execution.plugins import PluginExecutionService
 from lensforge.execution.progress import ProgressReporter
-from lensforge.execution.verdicts import Verdict, cancelled_pending, handed_back
+from lensforge.execution.verdicts import (
+    Verdict,
+    cancelled_pending,
+    handed_back,
+    internal_failure,
+)
 from lensforge.execution.waiting import Waiter, Waiters
 from lensforge.store import TERMINAL, Event, JobRecord, JobStoreProtocol, NewJob, Status
 
@@ -328,16 +333,7 @@ class JobExecutionService:
 
     async def _fail_internal(self, job: JobRecord) -> None:
         """A job whose outcome could not be stored fails now, rather than via lease expiry."""
-        envelope = InternalError(
-            "The job's outcome could not be recorded; the server log has the details.",
-            plugin=job.plugin,
-            tool=job.tool,
-            job_id=job.id,
-        ).envelope()
-        verdict = Verdict(
-            Status.FAILED, {"error": envelope, "finished_at": time.time()}, "internal"
-        )
         try:
-            await self._apply(job, verdict, owned_by=self.worker_id)
+            await self._apply(job, internal_failure(job), owned_by=self.worker_id)
         except Exception:
             log.exception("job %s could not be failed either", job.id)

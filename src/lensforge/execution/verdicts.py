@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lensforge.errors import Cancelled, WorkerLost
+from lensforge.errors import Cancelled, InternalError, WorkerLost
 from lensforge.execution.tool_runner import Outcome
 from lensforge.store import JobRecord, Status
 
@@ -95,3 +95,14 @@ def handed_back(job: JobRecord) -> Verdict:
 
 def cancelled_pending() -> Verdict:
     return Verdict(Status.CANCELLED, {"finished_at": time.time()}, "cancelled")
+
+
+def internal_failure(job: JobRecord) -> Verdict:
+    """A run whose outcome could not be recorded: FAILED now, rather than by lease expiry."""
+    envelope = InternalError(
+        "The job's outcome could not be recorded; the server log has the details.",
+        plugin=job.plugin,
+        tool=job.tool,
+        job_id=job.id,
+    ).envelope()
+    return Verdict(Status.FAILED, {"error": envelope, "finished_at": time.time()}, "internal")
