@@ -110,8 +110,11 @@ class StoreWriter:
 
     @property
     def connection(self) -> Any:
-        """The loop's own SQLite connection (inline mode, started), for quick reads there."""
-        return self._conn if self.inline and self._in_flight == 0 else None
+        """The loop's own SQLite connection (inline mode, started), for quick reads there:
+        only on its own event loop, and only while no batch runs on a thread."""
+        if self.inline and self._in_flight == 0 and asyncio.get_running_loop() is self._loop:
+            return self._conn
+        return None
 
     async def run(self, op: Callable[[Tx], T]) -> T:
         """Run ``op`` in the next batch; its result, or the exception it raised."""
