@@ -1,6 +1,6 @@
 """The worker process: loads the enabled plugins once (warm models), then runs calls.
 
-It talks to its supervisor (:mod:`lensforge.execution.local`) over two socket pairs:
+It talks to its supervisor (:mod:`lensforge.execution.executors.local`) over two socket pairs:
 
 - calls (:mod:`lensforge.execution.channel` frames, several per read and write), read by the
   main thread, which runs the tools:
