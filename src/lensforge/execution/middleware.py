@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from lensforge.errors import LensForgeError
 from lensforge.execution.executors import CallControl, Executor
@@ -31,18 +32,17 @@ class Attempt:
 
 
 Handler = Callable[[Attempt], Awaitable[Verdict]]
-Middleware = Callable[[Attempt, Handler], Awaitable[Verdict]]
+
+
+class Middleware(Protocol):
+    def __call__(self, attempt: Attempt, call_next: Handler) -> Awaitable[Verdict]: ...
 
 
 def compose(middlewares: Sequence[Middleware], handler: Handler) -> Handler:
     """``middlewares[0]`` outermost, ``handler`` innermost."""
     for middleware in reversed(middlewares):
-        handler = partial(_step, middleware, handler)
+        handler = partial(middleware, call_next=handler)
     return handler
-
-
-async def _step(middleware: Middleware, call_next: Handler, attempt: Attempt) -> Verdict:
-    return await middleware(attempt, call_next)
 
 
 def run_on(executor: Executor) -> Handler:

@@ -38,7 +38,8 @@ def create(
     saves a round trip and nobody ever sees the job unclaimed. ``blobs`` (digests) are
     recorded as readable by the job's owner in the same transaction.
     """
-    add_blob_owners(tx, [(digest, new.owner) for digest in blobs])
+    if blobs:
+        add_blob_owners(tx, [(digest, new.owner) for digest in blobs])
     now = time.time()
     job_id = new_job_id()
     claimed = claim_for is not None
@@ -122,7 +123,8 @@ def finish(
     """Move ``job`` (as the caller knows it) on, let its owner read the blobs its tool
     produced, and claim up to ``claim_next`` more jobs for ``worker``: one transaction."""
     updated = _transition(tx, job.id, job.status, to_status, worker, reason, owned_by, values, job)
-    add_blob_owners(tx, [(digest, updated.owner) for digest in artifacts])
+    if artifacts:
+        add_blob_owners(tx, [(digest, updated.owner) for digest in artifacts])
     claimed = claim(tx, worker, lease_s, claim_next) if claim_next > 0 and worker else []
     return updated, claimed
 
@@ -251,17 +253,18 @@ _INSERT_BLOB_OWNER = insert(blob_owners).values(
     digest=bindparam("digest"), owner=bindparam("owner")
 )
 _VALUES = {status: status.value for status in Status}  # cheaper than .value on the hot path
-_UPDATES: dict[tuple[Any, ...], Any] = {}
+_UPDATES: dict[tuple[Any, ...], tuple[Any, tuple[str, ...]]] = {}
 
 
 def _update_statement(
-    values: dict[str, Any], fenced: bool, returning: tuple[str, ...] | None
-) -> Any:
-    """The guarded UPDATE for this set of columns, built once and cached; it returns the
-    columns ``returning`` (the narrow read-back), or the whole row when None."""
-    key = (fenced, returning, *sorted((k, v is NEXT_ATTEMPT) for k, v in values.items()))
-    statement = _UPDATES.get(key)
-    if statement is None:
+    values: dict[str, Any], fenced: bool, narrow: bool
+) -> tuple[Any, tuple[str, ...]]:
+    """The guarded UPDATE for this set of columns, built once and cached, and the columns it
+    returns when ``narrow`` (see readback.columns); else it returns the whole row."""
+    key = (fenced, narrow, *sorted((k, v is NEXT_ATTEMPT) for k, v in values.items()))
+    cached = _UPDATES.get(key)
+    if cached is None:
+        returning = readback.columns(values) if narrow else None
         assignments: dict[str, Any] = {}
         for k, v in values.items():
             if isinstance(v, ColumnElement) and v is not NEXT_ATTEMPT:
@@ -275,8 +278,8 @@ def _update_statement(
         )
         if fenced:
             statement = statement.where(jobs.c.lease_owner == bindparam("owned_by"))
-        _UPDATES[key] = statement
-    return statement
+        cached = _UPDATES[key] = (statement, returning or ())
+    return cached
 
 
 def _transition(
@@ -298,15 +301,16 @@ def _transition(
     params |= {"to_status": after, "now": now, "owned_by": owned_by}
     fenced = owned_by is not None
     if known is not None and readback.usable(known, job_id, from_status):
-        read_back = readback.columns(values)
-        rows = tx.rows(_update_statement(values, fenced, read_back), params)
+        statement, read_back = _update_statement(values, fenced, narrow=True)
+        rows = tx.rows(statement, params)
         updated = (
             [readback.record_after(known, to_status, now, values, read_back, rows[0])]
             if rows
             else []
         )
     else:
-        updated = tx.records(_update_statement(values, fenced, None), params)
+        statement, _ = _update_statement(values, fenced, narrow=False)
+        updated = tx.records(statement, params)
     if not updated:
         found = tx.rows(_SELECT_STATUS, {"job_id": job_id})
         current = found[0][0] if found else None
