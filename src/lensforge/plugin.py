@@ -38,14 +38,9 @@ import logging
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from lensforge.errors import Cancelled
-
-if TYPE_CHECKING:
-    # Spec machinery, importable from here while callers move to lensforge.tools.
-    from lensforge.tools import ToolSpec as ToolSpec
-    from lensforge.tools import collect_tools as collect_tools
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TOOL_MARK = "__lensforge_tool__"
@@ -254,13 +249,3 @@ class Plugin:
 
     def teardown(self) -> None:
         """Run once when the worker process stops (after ``setup()`` succeeded)."""
-
-
-def __getattr__(name: str) -> Any:
-    # ToolSpec and collect_tools moved to lensforge.tools; the old import path keeps working
-    # until its last callers move (importing lensforge.tools here at the top would be a cycle).
-    if name in ("ToolSpec", "collect_tools"):
-        from lensforge import tools
-
-        return getattr(tools, name)
-    raise AttributeError(f"module 'lensforge.plugin' has no attribute {name!r}")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from lensforge.blobs import BlobStore
 from lensforge.execution.analysis import AnalysisExecutionService
 from lensforge.execution.executors import Executor, InlineExecutor, ThreadExecutor
+from lensforge.execution.executors.local import LocalExecutor
 from lensforge.execution.jobs import JobExecutionService
-from lensforge.execution.local import LocalExecutor
 from lensforge.execution.plugins import PluginExecutionService
 from lensforge.execution.tool_runner import ToolRunner
 from lensforge.execution.worker import WorkerConfig, plugin_path
@@ -78,9 +78,7 @@ def build_services(
             extra_plugins=[plugin_path(cls) for cls in extra_plugins or ()],
             memory_limit_mb=settings.worker_memory_mb,
         )
-        chosen = LocalExecutor(
-            config, registry, settings.workers, cancel_grace_s=settings.cancel_grace_s
-        )
+        chosen = LocalExecutor(config, settings.workers, cancel_grace_s=settings.cancel_grace_s)
     plugins = PluginExecutionService(
         registry,
         chosen,
@@ -102,6 +100,7 @@ def build_services(
         limits=limits,
         max_timeout_s=settings.max_timeout_s,
         sync_wait_s=settings.sync_wait_s,
+        default_timeout_s=settings.default_timeout_s,
         max_input_depth=settings.max_input_depth,
         max_input_string=settings.max_input_string,
     )

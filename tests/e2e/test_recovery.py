@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -82,11 +83,11 @@ def submit_many(url: str, body: dict[str, Any], count: int) -> list[str]:
 def wait_all_terminal(store: JobStore, timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        counts = store.counts()
+        counts = asyncio.run(store.counts())
         if counts["PENDING"] == 0 and counts["RUNNING"] == 0:
             return counts
         time.sleep(0.2)
-    raise AssertionError(f"jobs still unfinished: {store.counts()}")
+    raise AssertionError(f"jobs still unfinished: {asyncio.run(store.counts())}")
 
 
 def gone(pid: int, timeout: float = 5) -> bool:
@@ -113,9 +114,9 @@ def test_kill_9_server_with_500_jobs_then_restart_loses_nothing(
     store = JobStore(first.database_url)
     try:
         deadline = time.monotonic() + 10
-        while store.counts()["RUNNING"] == 0 and time.monotonic() < deadline:
+        while asyncio.run(store.counts())["RUNNING"] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        before = store.counts()
+        before = asyncio.run(store.counts())
         assert before["RUNNING"] > 0 and before["PENDING"] > 0
         first.stop(signal.SIGKILL)
         assert all(gone(pid) for pid in workers), "workers must not outlive their server"
@@ -125,12 +126,13 @@ def test_kill_9_server_with_500_jobs_then_restart_loses_nothing(
         second.start()  # recovers the dead server's RUNNING jobs at once, not after 60 s
         counts = wait_all_terminal(store, timeout=90)
         assert counts["SUCCESS"] == 500
-        jobs = [store.get(job_id) for job_id in ids]
+        jobs = [asyncio.run(store.get(job_id)) for job_id in ids]
         assert all(job is not None and job.status is Status.SUCCESS for job in jobs)
         recovered = [
             job
             for job in jobs
-            if job is not None and any(e.reason == "lease expired" for e in store.events(job.id))
+            if job is not None
+            and any(e.reason == "lease expired" for e in asyncio.run(store.events(job.id)))
         ]
         assert len(recovered) == before["RUNNING"]
     finally:
@@ -160,12 +162,12 @@ def test_sigterm_finishes_running_jobs_within_grace_and_hands_back_the_rest(
     assert time.monotonic() - started < 10
     store = JobStore(server.database_url)
     try:
-        job = store.get(long)
+        job = asyncio.run(store.get(long))
         assert job is not None
         assert job.status is Status.PENDING
         assert job.attempts == 0  # no attempt charged for a shutdown
-        assert store.events(long)[-1].reason == "server shutdown"
-        pending = store.get(queued)
+        assert asyncio.run(store.events(long))[-1].reason == "server shutdown"
+        pending = asyncio.run(store.get(queued))
         assert pending is not None and pending.status is Status.PENDING
     finally:
         store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -280,11 +281,12 @@ def test_kill_one_worker_while_200_jobs_run(local: TestClient, tmp_path: Path) -
     store = JobStore(local.app.state.services.settings.database_url)  # type: ignore[attr-defined]
     try:
         while time.monotonic() < deadline:
-            counts = store.counts()
+            counts = asyncio.run(store.counts())
             if counts["PENDING"] == 0 and counts["RUNNING"] == 0:
                 break
             time.sleep(0.1)
-        jobs = [store.get(job_id) for job_id in ids]
+        jobs = asyncio.run(store.get_many(ids))
+        assert len(jobs) == len(ids)
         assert all(job is not None for job in jobs)
         statuses = {job.status for job in jobs if job is not None}
         assert statuses <= {Status.SUCCESS, Status.FAILED}
@@ -292,7 +294,8 @@ def test_kill_one_worker_while_200_jobs_run(local: TestClient, tmp_path: Path) -
             assert job is not None
             if job.status is Status.FAILED:
                 assert job.error is not None and job.error["error"]["code"] == "worker_lost"
-            successes = [e for e in store.events(job.id) if e.to_status == "SUCCESS"]
+            events = asyncio.run(store.events(job.id))
+            successes = [e for e in events if e.to_status == "SUCCESS"]
             assert len(successes) <= 1  # never completed twice
     finally:
         store.close()

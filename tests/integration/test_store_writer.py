@@ -1,4 +1,5 @@
-"""Group commit (StoreWriter) on a real SQLite file and a real PostgreSQL database."""
+"""Group commit (the store's private StoreWriter) on a real SQLite file and a real PostgreSQL
+database, driven directly with the store's write operations."""
 
 from __future__ import annotations
 
@@ -6,20 +7,22 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from lensforge.errors import IllegalTransition
-from lensforge.store import JobRecord, JobStore, NewJob, Status
+from lensforge.store import JobRecord, NewJob, Status, reads, writes
+from lensforge.store.database import Database
 from lensforge.store.dbapi import Tx
 from lensforge.store.writer import StoreWriter
 from tests.integration.conftest import PostgresCluster
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/writer.db"
     else:
@@ -27,7 +30,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
         database: str = request.getfixturevalue("postgres_database")
         cluster.truncate(database)
         url = cluster.url(database)
-    job_store = JobStore(url)
+    job_store = Database(url)
     job_store.migrate()
     try:
         yield job_store
@@ -39,11 +42,13 @@ def new(**kwargs: object) -> NewJob:
     return NewJob(plugin="p", tool="t", inputs={"n": 1}, **kwargs)  # type: ignore[arg-type]
 
 
-def create_op(store: JobStore, job: NewJob, claim_for: str | None = None):  # type: ignore[no-untyped-def]
-    return lambda tx: store.create(job, claim_for=claim_for, tx=tx)
+def create_op(
+    store: Database, job: NewJob, claim_for: str | None = None
+) -> Callable[[Tx], tuple[JobRecord, bool]]:
+    return partial(writes.create, new=job, claim_for=claim_for, lease_s=30.0)
 
 
-async def _with_writer(store: JobStore, body, **options: object):  # type: ignore[no-untyped-def]
+async def _with_writer(store: Database, body, **options: object):  # type: ignore[no-untyped-def]
     writer = StoreWriter(store, **options)  # type: ignore[arg-type]
     await writer.start()
     try:
@@ -52,19 +57,19 @@ async def _with_writer(store: JobStore, body, **options: object):  # type: ignor
         await writer.stop()
 
 
-def test_writes_queued_together_share_one_transaction(store: JobStore) -> None:
+def test_writes_queued_together_share_one_transaction(store: Database) -> None:
     async def body(writer: StoreWriter) -> list[tuple[JobRecord, bool]]:
         return await asyncio.gather(*(writer.run(create_op(store, new())) for _ in range(20)))
 
     results = asyncio.run(_with_writer(store, body))
     assert len({job.id for job, _ in results}) == 20
     assert all(created for _, created in results)
-    assert store.counts()["PENDING"] == 20
+    assert reads.counts(store)["PENDING"] == 20
     for job, _ in results:
-        assert [e.to_status for e in store.events(job.id)] == ["PENDING"]
+        assert [e.to_status for e in reads.events(store, job.id)] == ["PENDING"]
 
 
-def test_group_commit_counts(store: JobStore) -> None:
+def test_group_commit_counts(store: Database) -> None:
     async def body(writer: StoreWriter) -> tuple[int, int]:
         await asyncio.gather(*(writer.run(create_op(store, new())) for _ in range(20)))
         return writer.transactions, writer.writes
@@ -75,12 +80,22 @@ def test_group_commit_counts(store: JobStore) -> None:
     assert 1 <= transactions <= (1 if store.is_sqlite else 5)
 
 
-def test_one_failing_write_leaves_the_others_of_its_batch_alone(store: JobStore) -> None:
-    done, _ = store.create(new(), claim_for="w1")
-    store.transition(done.id, Status.RUNNING, Status.SUCCESS, worker="w1", owned_by="w1")
+def test_one_failing_write_leaves_the_others_of_its_batch_alone(store: Database) -> None:
+    done, _ = store.run(create_op(store, new(), claim_for="w1"))
+    store.run(
+        partial(
+            writes.transition,
+            job_id=done.id,
+            from_status=Status.RUNNING,
+            to_status=Status.SUCCESS,
+            values={},
+            worker="w1",
+            owned_by="w1",
+        )
+    )
 
     def finish_again(tx: Tx) -> JobRecord:  # already SUCCESS: refused
-        return store.transition(done.id, Status.RUNNING, Status.SUCCESS, worker="w1", tx=tx)
+        return writes.transition(tx, done.id, Status.RUNNING, Status.SUCCESS, {}, worker="w1")
 
     async def body(writer: StoreWriter) -> list[object]:
         ops = [create_op(store, new()), finish_again, create_op(store, new())]
@@ -89,14 +104,14 @@ def test_one_failing_write_leaves_the_others_of_its_batch_alone(store: JobStore)
     first, refused, last = asyncio.run(_with_writer(store, body))
     assert isinstance(refused, IllegalTransition)
     assert isinstance(first, tuple) and isinstance(last, tuple)
-    assert store.get(first[0].id) is not None
-    assert store.get(last[0].id) is not None
-    assert store.counts()["PENDING"] == 2
+    assert reads.get(store, first[0].id) is not None
+    assert reads.get(store, last[0].id) is not None
+    assert reads.counts(store)["PENDING"] == 2
     # the refused write left nothing behind: done still has its three events, no more
-    assert [e.to_status for e in store.events(done.id)] == ["PENDING", "RUNNING", "SUCCESS"]
+    assert [e.to_status for e in reads.events(store, done.id)] == ["PENDING", "RUNNING", "SUCCESS"]
 
 
-def test_one_idempotency_key_in_one_batch_makes_one_job(store: JobStore) -> None:
+def test_one_idempotency_key_in_one_batch_makes_one_job(store: Database) -> None:
     job = new(owner="a", idempotency_key="k", request_hash="h")
 
     async def body(writer: StoreWriter) -> list[tuple[JobRecord, bool]]:
@@ -105,12 +120,12 @@ def test_one_idempotency_key_in_one_batch_makes_one_job(store: JobStore) -> None
     results = asyncio.run(_with_writer(store, body))
     assert len({job.id for job, _ in results}) == 1
     assert sum(created for _, created in results) == 1
-    assert len(store.list_jobs()) == 1
+    assert len(reads.list_jobs(store)) == 1
 
 
 def test_a_busy_sqlite_store_is_waited_for_off_the_loop(tmp_path: Path) -> None:
     """Another process holds the write lock: the writes wait on a thread, the loop runs on."""
-    store = JobStore(f"sqlite:///{tmp_path}/busy.db")
+    store = Database(f"sqlite:///{tmp_path}/busy.db")
     store.migrate()
     other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None, check_same_thread=False)
     try:
@@ -137,14 +152,14 @@ def test_a_busy_sqlite_store_is_waited_for_off_the_loop(tmp_path: Path) -> None:
         waited, ticks, job = asyncio.run(_with_writer(store, body))
         assert waited >= 0.4  # it did wait for the lock...
         assert ticks >= 20  # ...while the event loop kept running
-        assert store.get(job.id) is not None
+        assert reads.get(store, job.id) is not None
     finally:
         other.close()
         store.close()
 
 
 def _wal_sizes_under_steady_writes(tmp_path: Path, restart_frames: int) -> list[int]:
-    store = JobStore(f"sqlite:///{tmp_path}/wal-{restart_frames}.db")
+    store = Database(f"sqlite:///{tmp_path}/wal-{restart_frames}.db")
     store.migrate()
     wal = tmp_path / f"wal-{restart_frames}.db-wal"
     sizes: list[int] = []

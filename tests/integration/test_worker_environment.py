@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lensforge.api import create_app
-from lensforge.execution.local import WORKER_ENVIRONMENT
+from lensforge.execution.executors.local import WORKER_ENVIRONMENT
 from tests.integration.test_durability import executor, local_settings
 from tests.plugins_for_tests import Testing
 

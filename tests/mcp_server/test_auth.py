@@ -65,7 +65,7 @@ def test_keys_own_their_jobs_tasks_and_blobs(tmp_path: Path) -> None:
         asyncio.run(go())
         store = JobStore(f"sqlite:///{tmp_path / 'lensforge.db'}")
         try:
-            owners = {job.owner for job in store.list_jobs(limit=50)}
+            owners = {job.owner for job in asyncio.run(store.list(limit=50))}
         finally:
             store.close()
         assert alice_id in owners and "mcp" not in owners

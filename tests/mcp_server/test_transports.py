@@ -191,7 +191,7 @@ def test_over_stdio(tmp_path: Path, legacy: bool) -> None:
 
     store = JobStore(f"sqlite:///{tmp_path / 'lensforge.db'}")
     try:
-        jobs = store.list_jobs(limit=100)
+        jobs = asyncio.run(store.list(limit=100))
         assert {job.owner for job in jobs} == {"mcp"}
         assert {job.tool for job in jobs} >= {"size", "sleep"}
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lensforge.execution.executors import CallControl
-from lensforge.execution.ray_executor import RayExecutor
+from lensforge.execution.executors.ray import RayExecutor
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig, plugin_path
 from lensforge.media import MediaLimits

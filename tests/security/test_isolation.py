@@ -5,6 +5,7 @@ per caller. Admin keys see everything.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,7 +269,7 @@ def test_every_job_records_the_key_that_created_it(shared: Secure) -> None:
     )
     made[answer["result"]["_meta"]["lensforge/job_id"]] = shared.bob
     for job_id, tenant in made.items():
-        assert store.get(job_id).owner == tenant.key_id
+        assert asyncio.run(store.get(job_id)).owner == tenant.key_id
 
 
 @pytest.fixture

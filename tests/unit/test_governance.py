@@ -136,37 +136,65 @@ def tool_invocation_violations(root: Path) -> list[str]:
 EXECUTION_RANKS: dict[str, int] = {
     "lensforge.execution": 0,  # the package docstring only
     "lensforge.execution.analysis": 4,
+    "lensforge.execution.uploads": 4,  # the front door's streamed uploads
+    # the job layer: lifecycle, claiming and capacity, heartbeat and recovery
     "lensforge.execution.jobs": 3,
+    "lensforge.execution.dispatch": 3,
+    "lensforge.execution.leases": 3,
+    "lensforge.execution.waiting": 3,
+    "lensforge.execution.progress": 3,
+    # plugin execution: hands a job to an executor through the middleware chain
     "lensforge.execution.plugins": 2,
+    "lensforge.execution.middleware": 2,
+    "lensforge.execution.verdicts": 2,
     # executors: where the ToolRunner runs (inline, threads, supervised processes, Ray)
     "lensforge.execution.executors": 1,
-    "lensforge.execution.local": 1,
+    "lensforge.execution.executors.base": 1,
+    "lensforge.execution.executors.inline": 1,
+    "lensforge.execution.executors.thread": 1,
+    "lensforge.execution.executors.local": 1,
+    "lensforge.execution.executors.ray": 1,
     "lensforge.execution.channel": 1,
     "lensforge.execution.worker": 1,
-    "lensforge.execution.ray": 1,
-    "lensforge.execution.ray_executor": 1,
-    "lensforge.execution.uploads": 4,  # the front door's streamed uploads
     "lensforge.execution.tool_runner": 0,
-    "lensforge.execution.leases": 0,  # who holds a lease
 }
 API_RANK = 5
 
 
 def is_wiring(name: str) -> bool:
-    """Top-level wiring (the ``cli`` package, every module of it, and ``wiring``): may import
-    anything."""
-    return name == "lensforge.wiring" or within(name, "lensforge.cli")
+    """Top-level wiring (the ``cli`` package, every module of it, ``wiring`` and ``testing``,
+    which builds services for tests): may import anything."""
+    return name in ("lensforge.wiring", "lensforge.testing") or within(name, "lensforge.cli")
 
 
 # The store, from most to least guarded:
-# - JobStore (reads and writes jobs): the job layer, the store itself and wiring;
+# - its private modules (group commit, DB-API layer, statements, reads and writes): the store
+#   itself only;
+# - JobStore and its protocol (reads and writes jobs): the job layer, the store itself and
+#   wiring;
 # - the job tables: the store itself;
 # - job types (Status, JobRecord, ...): the plugin layer and above (never the executors, the
 #   ToolRunner or foundation modules); other tables (keys, audit) are not job state.
-JOBSTORE_USERS = ("lensforge.execution.jobs", "lensforge.store")
+STORE_PRIVATE = {
+    f"lensforge.store.{name}"
+    for name in ("dbapi", "writer", "database", "writes", "reads", "readback")
+}
+JOBSTORE_NAMES = {"JobStore", "JobStoreProtocol"}
+JOBSTORE_USERS = (
+    "lensforge.execution.jobs",
+    "lensforge.execution.dispatch",
+    "lensforge.execution.leases",
+    "lensforge.execution.progress",
+    "lensforge.store",
+)
 JOB_TABLES = {"jobs", "job_events"}
 JOB_TYPE_USERS_MIN_RANK = EXECUTION_RANKS["lensforge.execution.plugins"]
-JOB_TYPES_MODULES = ("lensforge.store", "lensforge.store.store")
+JOB_TYPES_MODULES = (
+    "lensforge.store",
+    "lensforge.store.store",
+    "lensforge.store.records",
+    "lensforge.store.protocol",
+)
 JOB_TYPE_NAMES = {"Status", "TERMINAL"}  # from lensforge.store.tables
 
 
@@ -183,6 +211,8 @@ def _import_violation(src: str, src_rank: int | None, target: str, name: str | N
     """Why ``src`` may not import ``target`` (``name`` from it), or an empty string."""
     if within(src, "lensforge.store") and within(target, "lensforge.store"):
         return ""
+    if target in STORE_PRIVATE:
+        return "the store's group commit, DB-API layer and statements are private to it"
     if within(target, "lensforge.cli"):
         return "nothing imports the CLI"
     if within(target, "lensforge.api") and not within(src, "lensforge.api"):
@@ -194,7 +224,7 @@ def _import_violation(src: str, src_rank: int | None, target: str, name: str | N
             return "foundation modules sit below every execution layer"
         if (rank(target) or 0) > src_rank:
             return "a layer imports only from layers below it"
-    if name == "JobStore" and not any(within(src, allowed) for allowed in JOBSTORE_USERS):
+    if name in JOBSTORE_NAMES and not any(within(src, allowed) for allowed in JOBSTORE_USERS):
         return "only the job layer touches the store (JobStore)"
     if target == "lensforge.store.tables" and name in JOB_TABLES:
         return "only the store itself touches the job tables"
@@ -225,7 +255,7 @@ def layer_violations(root: Path) -> list[str]:
                 violations.append(f"{module.rel}:{line} imports {shown}: {why}")
         if not any(within(src, allowed) for allowed in JOBSTORE_USERS):
             for node in ast.walk(module.tree):
-                if isinstance(node, ast.Name) and node.id == "JobStore":
+                if isinstance(node, ast.Name) and node.id in JOBSTORE_NAMES:
                     violations.append(
                         f"{module.rel}:{node.lineno} names JobStore: "
                         "only the job layer touches the store"
@@ -235,10 +265,12 @@ def layer_violations(root: Path) -> list[str]:
 
 # -- rule (c): job status is written only through the store's transition function ------------
 
-STORE_MODULE = "store/store.py"
-# in store/store.py: the guarded update (and the helper that builds it), and the insert
-STATUS_WRITERS = {"_transition", "_update_statement", "JobStore.create"}
-TRANSITION_CALLERS = {"execution/jobs.py"}
+STORE_MODULE = "store/writes.py"
+# in store/writes.py: the guarded update (and the helper that builds it), and the insert
+STATUS_WRITERS = {"_transition", "_update_statement", "create"}
+# the job layer (jobs.py applies verdicts, dispatch.py claims) and the in-memory store,
+# a second implementation of the same guarded transition
+TRANSITION_CALLERS = {"execution/jobs.py", "execution/dispatch.py", "testing.py"}
 # store methods that change job status: transition, claim, transition_and_claim, ...
 STATUS_CHANGING_METHOD = re.compile(r"(^|_)(transition|claim)(_|$)")
 RAW_STATUS_SQL = re.compile(
@@ -407,10 +439,43 @@ def status_write_violations(root: Path) -> list[str]:
     return violations
 
 
+# -- rule (d): no import cycle inside the store ------------------------------------------------
+
+
+def store_cycle_violations(root: Path) -> list[str]:
+    """The store's modules import each other without a cycle (its package ``__init__``,
+    which only re-exports, is left out: every submodule import passes through it)."""
+    mods = [m for m in modules(root) if within(m.name, "lensforge.store") and not m.is_package]
+    known = {m.name for m in modules(root)}
+    graph: dict[str, set[str]] = {m.name: set() for m in mods}
+    for module in mods:
+        for _, target, _ in imported_modules(module, known):
+            if target in graph and target != module.name:
+                graph[module.name].add(target)
+    violations: list[str] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in sorted(graph[name]):
+            if state.get(target) == 1:
+                cycle = [*path[path.index(target) :], target]
+                violations.append("import cycle in the store: " + " → ".join(cycle))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    return violations
+
+
 RULES: dict[str, Callable[[Path], list[str]]] = {
     "tool invocation": tool_invocation_violations,
     "layers": layer_violations,
     "status writes": status_write_violations,
+    "store cycles": store_cycle_violations,
 }
 
 # -- the real tree ----------------------------------------------------------------------------
@@ -427,7 +492,7 @@ def test_the_scans_see_the_real_tree() -> None:
     for expected in (
         "lensforge.execution.tool_runner",
         "lensforge.execution.jobs",
-        "lensforge.store.store",
+        "lensforge.store.writes",
         "lensforge.api.routes.analyze",
     ):
         assert expected in names
@@ -482,19 +547,29 @@ CLEAN_TREE = {
     "execution/executors.py": """
         from lensforge.execution.tool_runner import run
         """,
-    "store/store.py": """
+    "store/writes.py": """
         from sqlalchemy import insert, update
 
-        class JobStore:
-            def create(self, new):
-                row = {"id": new.id, "status": "PENDING"}
-                return insert(jobs).values(row)
+        def create(tx, new):
+            row = {"id": new.id, "status": "PENDING"}
+            return insert(jobs).values(row)
 
-            def request_cancel(self, job_id):
-                return update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True)
+        def request_cancel(tx, job_id):
+            return update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True)
 
         def _transition(conn, job_id, from_status, to_status):
             return update(jobs).where(jobs.c.status == from_status).values(status=to_status)
+        """,
+    "store/dbapi.py": """
+        from lensforge.store.tables import jobs
+        """,
+    "store/store.py": """
+        from lensforge.store import writes
+        from lensforge.store.dbapi import Tx
+
+        class JobStore:
+            async def transition(self, job_id):
+                return writes
         """,
     "api/routes/jobs.py": """
         from lensforge.execution.jobs import finish
@@ -546,6 +621,10 @@ def test_tool_invocation_outside_the_runner_is_caught(
         ("registry.py", "from lensforge.api import create_app\n", "CLI imports"),
         ("execution/jobs.py", "from lensforge.wiring import Services\n", "top-level wiring"),
         ("store/store.py", "from lensforge import cli\n", "imports the CLI"),
+        ("execution/jobs.py", "from lensforge.store.dbapi import Tx\n", "private"),
+        ("execution/jobs.py", "from lensforge.store.writer import StoreWriter\n", "private"),
+        ("api/routes/x.py", "import lensforge.store.writes\n", "private"),
+        ("execution/plugins.py", "from lensforge.store import JobStoreProtocol\n", "JobStore"),
         ("api/routes/x.py", "import lensforge.cli.remote\n", "imports the CLI"),
         ("execution/tool_runner.py", "from lensforge.store import Status\n", "job types"),
         ("execution/executors.py", "from lensforge.store.tables import Status\n", "job types"),
@@ -587,7 +666,7 @@ def test_imports_inside_functions_count_too(tmp_path: Path) -> None:
     ("rel", "source"),
     [
         (
-            "store/store.py",
+            "store/writes.py",
             """
             from sqlalchemy import update
 
@@ -596,7 +675,7 @@ def test_imports_inside_functions_count_too(tmp_path: Path) -> None:
             """,
         ),
         (
-            "store/store.py",
+            "store/writes.py",
             """
             class JobStore:
                 def reset(self, tx, job_id):
@@ -604,7 +683,7 @@ def test_imports_inside_functions_count_too(tmp_path: Path) -> None:
             """,
         ),
         (
-            "store/store.py",
+            "store/writes.py",
             """
             from sqlalchemy import update
 
@@ -614,7 +693,7 @@ def test_imports_inside_functions_count_too(tmp_path: Path) -> None:
             """,
         ),
         (
-            "store/store.py",
+            "store/writes.py",
             """
             from sqlalchemy import update
 
@@ -623,7 +702,7 @@ def test_imports_inside_functions_count_too(tmp_path: Path) -> None:
             """,
         ),
         (
-            "store/store.py",
+            "store/writes.py",
             """
             from sqlalchemy import update
 
@@ -672,7 +751,7 @@ def test_imports_inside_functions_count_too(tmp_path: Path) -> None:
         (
             "execution/analysis.py",
             """
-            from lensforge.store.store import _transition
+            from lensforge.store.writes import _transition
 
             def go(conn):
                 return _transition(conn, "id", "PENDING", "RUNNING")
@@ -697,7 +776,7 @@ def test_status_writes_outside_the_transition_are_caught(
     tmp_path: Path, rel: str, source: str
 ) -> None:
     files = dict(CLEAN_TREE)
-    if rel == "store/store.py":  # keep the allowed writers beside the offending one
+    if rel == "store/writes.py":  # keep the allowed writers beside the offending one
         source = textwrap.dedent(files[rel]) + textwrap.dedent(source)
     files[rel] = source
     root = write_tree(tmp_path, files)
@@ -718,3 +797,13 @@ def test_other_column_updates_are_allowed(tmp_path: Path) -> None:
         """
     root = write_tree(tmp_path, {**CLEAN_TREE, "execution/plugins.py": source})
     assert status_write_violations(root) == []
+
+
+def test_an_import_cycle_in_the_store_is_caught(tmp_path: Path) -> None:
+    files = {
+        **CLEAN_TREE,
+        "store/dbapi.py": "from lensforge.store.queries import JobQueries\n",
+        "store/queries.py": "def late():\n    from lensforge.store.dbapi import Tx\n",
+    }
+    (violation,) = store_cycle_violations(write_tree(tmp_path, files))
+    assert "lensforge.store.dbapi" in violation and "lensforge.store.queries" in violation

@@ -19,9 +19,9 @@ from lensforge.blobs import BlobStore, blob_refs, parse_digest
 from lensforge.errors import BlobNotFound, LensForgeError, ValidationError
 from lensforge.execution.jobs import JobExecutionService
 from lensforge.media import MediaLimits, decode_base64, probe
-from lensforge.plugin import ToolSpec
 from lensforge.registry import Registry
 from lensforge.store import Event, JobRecord, NewJob
+from lensforge.tools import ToolSpec
 
 INLINE_MEDIA_BYTES = 1024 * 1024  # media up to this size is prepared on the event loop
 
@@ -52,6 +52,7 @@ class AnalysisExecutionService:
         limits: MediaLimits,
         max_timeout_s: float,
         sync_wait_s: float,
+        default_timeout_s: float | None = None,
         max_input_depth: int = 32,
         max_input_string: int = 1_000_000,
     ) -> None:
@@ -62,6 +63,7 @@ class AnalysisExecutionService:
         self.blobs = blobs
         self.limits = limits
         self.max_timeout_s = max_timeout_s
+        self.default_timeout_s = max_timeout_s if default_timeout_s is None else default_timeout_s
         self.sync_wait_s = sync_wait_s
 
     # -- the job operations every interface uses (reads and cancel), by job id --------------
@@ -98,6 +100,11 @@ class AnalysisExecutionService:
     async def ping(self) -> None:
         await self.jobs.ping()
 
+    @property
+    def write_stats(self) -> tuple[int, int]:
+        """Store transactions run so far, and the writes they carried (group commit)."""
+        return self.jobs.write_stats
+
     def default_tool(self, plugin: str) -> str:
         """The name of a plugin's first tool (for callers that name only the plugin)."""
         return next(iter(self.registry.get(plugin).tools))
@@ -108,13 +115,18 @@ class AnalysisExecutionService:
         return spec
 
     def prepare(self, request: AnalysisRequest) -> NewJob:
-        """Everything that can be checked before the job exists; raises on bad input."""
+        """Everything that can be checked before the job exists; raises on bad input.
+
+        The tool is resolved here, once per call, and the job's time limit and retry policy
+        are fixed from the request, the tool's declaration and the server default: the rest
+        of the chain reads them from the job.
+        """
         spec = self.resolve(request.plugin, request.tool)
         try:
             self._check_shape(spec, request.inputs)
             inputs = self._store_media(spec, dict(request.inputs), request.uploads)
             spec.validate_inputs(inputs)
-            timeout_s = self._timeout(request.timeout_s)
+            timeout_s = self._timeout(request.timeout_s) or spec.timeout_s or self.default_timeout_s
         except LensForgeError as exc:
             raise exc.bind(plugin=spec.plugin, tool=spec.name) from None
         digest = None  # only an idempotent retry needs to know it is the same request
@@ -131,6 +143,7 @@ class AnalysisExecutionService:
             owner=request.owner,
             max_attempts=spec.max_attempts or 1,
             timeout_s=timeout_s,
+            retry_on=tuple(spec.retry_on),
             idempotency_key=request.idempotency_key,
             request_hash=digest,
         )

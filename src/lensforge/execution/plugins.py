@@ -1,38 +1,34 @@
 """PluginExecutionService: hands a claimed job to the executor and says what became of it.
 
-It never writes job status itself: it returns a :class:`Verdict` (the transition the job
-should take), and JobExecutionService applies it through the store.
+It never writes job status itself: it returns a :class:`~lensforge.execution.verdicts.Verdict`
+(the transition the job should take), and JobExecutionService applies it through the store.
+The steps around ``executor.run`` (active counts, metrics, retry verdicts) are the
+middleware chain of :mod:`~lensforge.execution.middleware`. The job carries its own time
+limit and retry policy, fixed when it was created: no registry lookup here.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
-from lensforge.errors import Cancelled, LensForgeError, WorkerLost
+from lensforge.errors import LensForgeError
 from lensforge.execution.executors import CallControl, Executor
-from lensforge.execution.tool_runner import Outcome, ToolCall
-from lensforge.registry import Registry
-from lensforge.store import JobRecord, Status
-
-RETRY_BASE_S = 0.5
-RETRY_CAP_S = 60.0
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The transition a finished run asks for, with the values to store."""
-
-    status: Status
-    values: dict[str, Any]
-    reason: str | None = None
-    artifacts: tuple[str, ...] = ()  # digests of the images the tool produced
+from lensforge.execution.middleware import (
+    Attempt,
+    Handler,
+    Middleware,
+    compose,
+    default_chain,
+    run_on,
+)
+from lensforge.execution.tool_runner import ToolCall
+from lensforge.execution.verdicts import Verdict
+from lensforge.registry import PluginState, Registry
+from lensforge.store import JobRecord
 
 
 class PluginExecutionService:
-    """Delegates jobs to an executor and maps outcomes to job transitions."""
+    """Delegates jobs to an executor through the middleware chain."""
 
     def __init__(
         self,
@@ -41,21 +37,17 @@ class PluginExecutionService:
         default_timeout_s: float,
         *,
         worker_lost_attempts: int = 3,
+        middlewares: Sequence[Middleware] | None = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
-        self.default_timeout_s = default_timeout_s
+        self.default_timeout_s = default_timeout_s  # for jobs stored before 0003 only
         self.worker_lost_attempts = worker_lost_attempts
-
-    def attempts_allowed(self, job: JobRecord, code: str | None) -> int:
-        """How many attempts a job gets when it fails with ``code``."""
-        if code == WorkerLost.code:
-            return max(job.max_attempts, self.worker_lost_attempts)
-        try:
-            spec = self.registry.resolve(job.plugin, job.tool)
-        except LensForgeError:
-            return 1
-        return job.max_attempts if code in spec.retry_on else 1
+        if middlewares is None:
+            middlewares = default_chain(
+                registry, executor, worker_lost_attempts=worker_lost_attempts
+            )
+        self._handle: Handler = compose(middlewares, run_on(executor))
 
     @property
     def capacity(self) -> int:
@@ -63,18 +55,21 @@ class PluginExecutionService:
 
     async def start(self) -> None:
         await self.executor.start()
+        self._mirror_plugin_states()
 
     async def stop(self) -> None:
         await self.executor.stop()
 
-    def timeout_for(self, job: JobRecord) -> float:
-        if job.timeout_s is not None:
-            return job.timeout_s
-        try:
-            declared = self.registry.resolve(job.plugin, job.tool).timeout_s
-        except LensForgeError:
-            declared = None
-        return declared or self.default_timeout_s
+    def _mirror_plugin_states(self) -> None:
+        """Plugins set up in worker processes: show their lifecycle state here too."""
+        states: dict[str, tuple[str, str | None]] = getattr(self.executor, "plugin_states", {})
+        for name, (state, reason) in states.items():
+            try:
+                record = self.registry.get(name)
+            except LensForgeError:
+                continue
+            if record.state is PluginState.LOADED:
+                record.state, record.reason = PluginState(state), reason
 
     async def execute(self, job: JobRecord, control: CallControl) -> Verdict:
         call = ToolCall(
@@ -83,47 +78,6 @@ class PluginExecutionService:
             inputs=job.inputs,
             job_id=job.id,
             attempt=job.attempts,
-            timeout_s=self.timeout_for(job),
+            timeout_s=job.timeout_s if job.timeout_s is not None else self.default_timeout_s,
         )
-        record = None
-        try:
-            record = self.registry.get(job.plugin)
-            record.active += 1
-        except LensForgeError:
-            pass  # the ToolRunner reports the missing plugin as the job's error
-        try:
-            outcome = await self.executor.run(call, control)
-        finally:
-            if record is not None:
-                record.active -= 1
-        return self.verdict(job, outcome, cancelled=control.cancelled)
-
-    def verdict(self, job: JobRecord, outcome: Outcome, *, cancelled: bool) -> Verdict:
-        now = time.time()
-        if cancelled or outcome.error_code == Cancelled.code:
-            cancelled_envelope = Cancelled(
-                plugin=job.plugin, tool=job.tool, job_id=job.id
-            ).envelope()
-            values = {"error": cancelled_envelope, "finished_at": now}
-            return Verdict(Status.CANCELLED, values, "cancelled")
-        if outcome.ok:
-            return Verdict(
-                Status.SUCCESS,
-                {"result": outcome.result, "finished_at": now, "progress": 1.0},
-                artifacts=tuple(outcome.artifacts),
-            )
-        code = outcome.error_code
-        allowed = self.attempts_allowed(job, code)
-        body = dict((outcome.error or {}).get("error", {}))
-        body["retryable"] = allowed > 1  # this kind of failure is retried for this tool
-        envelope: dict[str, Any] = {"error": body}
-        if job.attempts < allowed:
-            delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (job.attempts - 1))
-            delay *= random.uniform(0.5, 1.0)  # jitter
-            return Verdict(
-                Status.PENDING,
-                {"error": envelope, "not_before": now + delay, "lease_owner": None},
-                f"retry after {code} in {delay:.2f}s",
-            )
-        values = {"error": envelope, "traceback": outcome.traceback, "finished_at": now}
-        return Verdict(Status.FAILED, values, code)
+        return await self._handle(Attempt(job, call, control))

@@ -1,6 +1,6 @@
 """The worker process: loads the enabled plugins once (warm models), then runs calls.
 
-It talks to its supervisor (:mod:`lensforge.execution.local`) over two socket pairs:
+It talks to its supervisor (:mod:`lensforge.execution.executors.local`) over two socket pairs:
 
 - calls (:mod:`lensforge.execution.channel` frames, several per read and write), read by the
   main thread, which runs the tools:
@@ -33,7 +33,7 @@ from lensforge.errors import Cancelled
 from lensforge.execution.channel import BlockingChannel
 from lensforge.execution.tool_runner import Outcome, ToolCall, ToolRunner
 from lensforge.media import MediaLimits
-from lensforge.plugin import Plugin, ToolContext
+from lensforge.plugin import Plugin
 from lensforge.registry import load_registry
 
 
@@ -153,14 +153,7 @@ def _run(
     def progress(fraction: float, text: str | None) -> None:
         send([("progress", job_id, fraction, text)])
 
-    ctx = ToolContext(
-        job_id=call.job_id,
-        plugin=call.plugin,
-        tool=call.tool,
-        attempt=call.attempt,
-        on_progress=progress,
-        cancel_event=_Cancelled(cancelled, job_id),
-    )
+    ctx = call.context(on_progress=progress, cancel_event=_Cancelled(cancelled, job_id))
     if ctx.cancelled:  # cancelled while it waited its turn here: it never starts
         outcome = Outcome(
             error=Cancelled(plugin=call.plugin, tool=call.tool, job_id=call.job_id).envelope()

@@ -1,7 +1,22 @@
-"""The durable job store: tables, migrations and the one guarded transition function."""
+"""The durable job store: its domain API (a Protocol), the SQL implementation and row types.
+
+Outside this package only these names are used; group commit, the DB-API layer, statements
+and migrations stay private behind :class:`JobStore`'s async methods.
+"""
 
 from lensforge.store.engine import StoreBusy
-from lensforge.store.store import Event, JobRecord, JobStore, NewJob
+from lensforge.store.protocol import JobStoreProtocol
+from lensforge.store.records import Event, JobRecord, NewJob
+from lensforge.store.store import JobStore
 from lensforge.store.tables import TERMINAL, Status
 
-__all__ = ["TERMINAL", "Event", "JobRecord", "JobStore", "NewJob", "Status", "StoreBusy"]
+__all__ = [
+    "TERMINAL",
+    "Event",
+    "JobRecord",
+    "JobStore",
+    "JobStoreProtocol",
+    "NewJob",
+    "Status",
+    "StoreBusy",
+]

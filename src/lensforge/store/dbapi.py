@@ -1,8 +1,9 @@
 """Running compiled statements on the DBAPI cursor: the job store's per-job hot path.
 
-SQLAlchemy builds and compiles each statement once per dialect; executing it through
-SQLAlchemy's per-call machinery costs several times what SQLite itself takes for these small
-statements, so the hot path hands the compiled SQL straight to the driver's cursor.
+SQLAlchemy builds and compiles each statement once per dialect (:class:`StatementCache`);
+executing it through SQLAlchemy's per-call machinery costs several times what SQLite itself
+takes for these small statements, so :class:`Tx` hands the compiled SQL straight to the
+driver's cursor. Private to the store package.
 """
 
 from __future__ import annotations
@@ -12,17 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
+from sqlalchemy import Dialect
 from sqlalchemy.exc import IntegrityError
 
 from lensforge.store.engine import StoreBusy, is_busy, store_failed
 from lensforge.store.records import JOB_FIELDS, JobRecord
 from lensforge.store.tables import Status
-
-if TYPE_CHECKING:
-    from lensforge.store.queries import JobQueries
 
 
 def json_dumps(value: Any) -> str:
@@ -33,12 +32,19 @@ def json_dumps(value: Any) -> str:
 
 
 def json_loads(value: Any) -> Any:
-    # SQLite gives JSON columns NUMERIC affinity: a stored scalar such as '3' reads back as 3.
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-_JSON_COLUMNS = ("inputs", "result", "error")
-_JSON_PARAMS = frozenset(_JSON_COLUMNS + tuple(f"v_{name}" for name in _JSON_COLUMNS))
+def sqlite_json(value: Any) -> str | bytes:
+    """JSON text for a SQLite JSON column. Such a column has NUMERIC affinity, which turns
+    the text of a number into an INTEGER or REAL ('3.0' comes back as the integer 3): a
+    top-level number is bound as a BLOB instead, which no affinity converts."""
+    text = json_dumps(value)
+    return text.encode() if type(value) is int or type(value) is float else text
+
+
+JSON_COLUMNS = ("inputs", "result", "error", "retry_on")
+_JSON_PARAMS = frozenset(JSON_COLUMNS + tuple(f"v_{name}" for name in JSON_COLUMNS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +54,25 @@ class Compiled:
     defaults: dict[str, Any]  # values of literal binds inside the statement
     json_params: frozenset[str] = frozenset()  # positional parameters that carry JSON
 
-    @classmethod
-    def of(cls, sql: str, order: tuple[str, ...] | None, defaults: dict[str, Any]) -> Compiled:
-        return cls(sql, order, defaults, _JSON_PARAMS.intersection(order or ()))
+
+class StatementCache:
+    """SQLAlchemy statements compiled once for one dialect, keyed by the statement object
+    (the store's statements are module constants, built once)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._compiled: dict[int, tuple[Any, Compiled]] = {}
+
+    def compile(self, statement: Any, cache: bool = True) -> Compiled:
+        found = self._compiled.get(id(statement)) if cache else None
+        if found is not None:
+            return found[1]
+        c = statement.compile(dialect=self.dialect, compile_kwargs={"render_postcompile": True})
+        order = tuple(c.positiontup) if c.positional and c.positiontup else None
+        compiled = Compiled(str(c), order, dict(c.params), _JSON_PARAMS.intersection(order or ()))
+        if cache:  # the statement is kept too, so that its id is never reused
+            self._compiled[id(statement)] = (statement, compiled)
+        return compiled
 
 
 class Tx:
@@ -60,32 +82,33 @@ class Tx:
     may handle it) or as StoreError (the database failed), whichever statement raised them.
     """
 
-    def __init__(self, store: JobQueries, cursor: Any) -> None:
-        self.store = store
+    def __init__(self, statements: StatementCache, cursor: Any, *, is_sqlite: bool) -> None:
+        self.statements = statements
         self.cursor = cursor
-        dbapi = store.engine.dialect.dbapi
+        self.is_sqlite = is_sqlite
+        dbapi = statements.dialect.dbapi
         assert dbapi is not None
         self._integrity_error: type[Exception] = dbapi.IntegrityError
         self._database_error: type[Exception] = dbapi.Error
+        self._encode = sqlite_json if is_sqlite else json_dumps
         self._later: list[tuple[Compiled, Any]] = []
 
-    @staticmethod
-    def _args(compiled: Compiled, params: dict[str, Any]) -> Any:
+    def _args(self, compiled: Compiled, params: dict[str, Any]) -> Any:
         values = {**compiled.defaults, **params}
         json_keys = compiled.json_params if compiled.order else _JSON_PARAMS.intersection(params)
         for key in json_keys:
             if values[key] is not None:
-                values[key] = json_dumps(values[key])
+                values[key] = self._encode(values[key])
         return values if compiled.order is None else tuple(map(values.__getitem__, compiled.order))
 
     def run(self, statement: Any, params: dict[str, Any], cache: bool = True) -> None:
-        compiled = self.store._compile(statement, cache)
+        compiled = self.statements.compile(statement, cache)
         self._execute(self.cursor.execute, compiled.sql, self._args(compiled, params))
 
     def later(self, statement: Any, names: tuple[str, ...], values: tuple[Any, ...]) -> None:
         """Run an insert of ``values`` (for the bind parameters ``names``) at commit time,
         together with the others of its kind: one driver call for all of them."""
-        compiled = self.store._compile(statement)
+        compiled = self.statements.compile(statement)
         if compiled.order != names or compiled.json_params:
             values = self._args(compiled, dict(zip(names, values, strict=True)))
         self._later.append((compiled, values))
@@ -130,7 +153,7 @@ class Tx:
         rows = self.rows(statement, params)
         if not rows:
             return []
-        decode = self.store.is_sqlite  # SQLite returns JSON as text; psycopg decodes it
+        decode = self.is_sqlite  # SQLite returns JSON as text; psycopg decodes it
         names = tuple(map(itemgetter(0), self.cursor.description))
         if names == JOB_FIELDS:  # every job column, in the record's order
             return [record_from_values(list(row), decode) for row in rows]
@@ -139,14 +162,15 @@ class Tx:
 
 def record_from_row(data: dict[str, Any], decode_json: bool) -> JobRecord:
     if decode_json:
-        for column in _JSON_COLUMNS:
+        for column in JSON_COLUMNS:
             data[column] = json_loads(data[column])
     return JobRecord.from_mapping(data)
 
 
 _STATUS = JOB_FIELDS.index("status")
 _CANCEL_REQUESTED = JOB_FIELDS.index("cancel_requested")
-_JSON_INDEXES = tuple(JOB_FIELDS.index(column) for column in _JSON_COLUMNS)
+_RETRY_ON = JOB_FIELDS.index("retry_on")
+_JSON_INDEXES = tuple(JOB_FIELDS.index(column) for column in JSON_COLUMNS)
 
 
 def record_from_values(values: list[Any], decode_json: bool) -> JobRecord:
@@ -157,4 +181,6 @@ def record_from_values(values: list[Any], decode_json: bool) -> JobRecord:
                 values[index] = json_loads(values[index])
     values[_STATUS] = Status(values[_STATUS])
     values[_CANCEL_REQUESTED] = bool(values[_CANCEL_REQUESTED])  # SQLite gives 0/1
+    if values[_RETRY_ON] is None:  # jobs created before retry policies were stored
+        values[_RETRY_ON] = []
     return JobRecord(*values)

@@ -54,6 +54,7 @@ class JobRecord:
     updated_at: float
     started_at: float | None
     finished_at: float | None
+    retry_on: list[str]  # error codes retried up to max_attempts; fixed at creation
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
@@ -64,6 +65,8 @@ class JobRecord:
     def from_mapping(cls, data: dict[str, Any]) -> JobRecord:
         data["status"] = Status(data["status"])
         data["cancel_requested"] = bool(data["cancel_requested"])  # SQLite gives 0/1
+        if data.get("retry_on") is None:  # jobs created before retry policies were stored
+            data["retry_on"] = []
         return cls(**data)
 
 
@@ -83,6 +86,8 @@ class Event:
 
 @dataclass(frozen=True)
 class NewJob:
+    """A job to create: its time limit and retry policy are fixed here, once."""
+
     plugin: str
     tool: str
     inputs: dict[str, Any]
@@ -92,3 +97,4 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     not_before: float | None = None
+    retry_on: tuple[str, ...] = ()

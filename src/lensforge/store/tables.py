@@ -63,6 +63,7 @@ jobs = Table(
     Column("updated_at", Double, nullable=False),
     Column("started_at", Double),
     Column("finished_at", Double),
+    Column("retry_on", JSON),  # error codes retried up to max_attempts (0003)
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
     Index("ix_jobs_status_id", "status", "id"),
     Index("ix_jobs_owner_id", "owner", "id"),

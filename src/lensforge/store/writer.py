@@ -1,9 +1,10 @@
 """Group commit: the writes of many concurrent jobs share one transaction.
 
 Coroutines hand :class:`StoreWriter` a write operation (a function of the transaction, such as
-``lambda tx: store.create(new, tx=tx)``) and await its result. Operations queued during one
-turn of the event loop run together in one :meth:`JobStore.batch`: one commit for all of
-them, and one operation's failure is its own.
+``partial(writes.create, new=...)``) and await its result. Operations queued during one turn
+of the event loop run together in one :meth:`Database.batch`: one commit for all of them,
+and one operation's failure is its own. Private to the store package: the JobStore's write
+methods queue their operations here.
 
 Where the batch runs depends on the database:
 
@@ -30,8 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from lensforge.errors import StoreError
+from lensforge.store.database import Database
 from lensforge.store.dbapi import Tx
-from lensforge.store.store import JobStore, StoreBusy
+from lensforge.store.engine import StoreBusy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,24 +45,24 @@ RESTART_FRAMES = 4096  # pages in the WAL (4 KiB each) past which it is restarte
 
 
 class StoreWriter:
-    """Runs write operations on a :class:`JobStore` in batches; see the module docstring."""
+    """Runs write operations on a :class:`Database` in batches; see the module docstring."""
 
     def __init__(
         self,
-        store: JobStore,
+        db: Database,
         *,
         threads: int = 4,
         inline: bool | None = None,
         checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
         restart_frames: int = RESTART_FRAMES,
     ) -> None:
-        self.store = store
+        self.db = db
         self.checkpoint_interval_s = checkpoint_interval_s
         self.restart_frames = restart_frames
         self.transactions = 0  # batches run (one transaction each)
         self.writes = 0  # operations in them
-        self.inline = store.is_sqlite if inline is None else inline
-        self.threads = 1 if store.is_sqlite else max(1, threads)
+        self.inline = db.is_sqlite if inline is None else inline
+        self.threads = 1 if db.is_sqlite else max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lensforge-db-write")
         self._queue: list[tuple[Op, asyncio.Future[Any]]] = []
         self._scheduled = False
@@ -71,11 +73,13 @@ class StoreWriter:
         self._checkpointer: asyncio.Task[None] | None = None
         self._restart_wanted = False
         self._idle = asyncio.Event()
+        self.started = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.started = True
         if self.inline:
-            self._pooled = self.store.connect()
+            self._pooled = self.db.connect()
             self._conn = self._pooled.dbapi_connection  # no pool proxy on the hot path
             cursor = self._conn.cursor()
             cursor.execute("PRAGMA busy_timeout = 0")  # never wait on the loop: see above
@@ -87,6 +91,10 @@ class StoreWriter:
 
     async def stop(self) -> None:
         """Finish what is queued, then release the connection and the threads."""
+        if not self.started:
+            self._pool.shutdown(wait=True)
+            return
+        self.started = False
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             await asyncio.gather(self._checkpointer, return_exceptions=True)
@@ -102,8 +110,11 @@ class StoreWriter:
 
     @property
     def connection(self) -> Any:
-        """The loop's own SQLite connection (inline mode, started), for quick reads there."""
-        return self._conn if self.inline and self._in_flight == 0 else None
+        """The loop's own SQLite connection (inline mode, started), for quick reads there:
+        only on its own event loop, and only while no batch runs on a thread."""
+        if self.inline and self._in_flight == 0 and asyncio.get_running_loop() is self._loop:
+            return self._conn
+        return None
 
     async def run(self, op: Callable[[Tx], T]) -> T:
         """Run ``op`` in the next batch; its result, or the exception it raised."""
@@ -135,7 +146,7 @@ class StoreWriter:
             if self.inline and self._in_flight == 0:
                 batch = self._take()
                 try:
-                    results = self.store.batch([op for op, _ in batch], raw=self._conn)
+                    results = self.db.batch([op for op, _ in batch], raw=self._conn)
                 except StoreBusy:
                     self._to_thread(batch)  # another process writes: wait for it on a thread
                     continue
@@ -155,7 +166,7 @@ class StoreWriter:
         assert self._loop is not None
         self._in_flight += 1
         ops = [op for op, _ in batch]
-        done = self._loop.run_in_executor(self._pool, self.store.batch, ops)
+        done = self._loop.run_in_executor(self._pool, self.db.batch, ops)
         done.add_done_callback(lambda finished: self._thread_done(batch, finished))
 
     def _thread_done(
@@ -194,7 +205,7 @@ class StoreWriter:
                 log.exception("WAL checkpoint failed", extra={"event": "checkpoint_failed"})
 
     def _checkpoint(self) -> None:
-        raw = self.store.connect()
+        raw = self.db.connect()
         try:
             _, frames, _ = raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         finally:

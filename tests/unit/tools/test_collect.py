@@ -24,15 +24,6 @@ def test_each_declaration_style_gets_its_own_spec_class() -> None:
             assert not hasattr(spec, gone), (spec.qualified_name, gone)
 
 
-def test_the_old_import_path_still_finds_the_spec_machinery() -> None:
-    from lensforge import plugin
-
-    assert plugin.ToolSpec is ToolSpec
-    assert plugin.collect_tools is collect_tools
-    with pytest.raises(AttributeError):
-        _ = plugin.NoSuchThing  # type: ignore[attr-defined]
-
-
 def test_docstring_is_the_description() -> None:
     spec = collect_tools(Typed)["detect"]
     assert spec.description.startswith("Find things in an image.")

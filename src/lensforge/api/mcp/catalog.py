@@ -23,8 +23,8 @@ import mcp_types as types
 
 from lensforge.errors import ToolNotFound, ValidationError
 from lensforge.media import is_media_schema
-from lensforge.plugin import ToolSpec
 from lensforge.registry import PluginState, Registry
+from lensforge.tools import ToolSpec
 
 log = logging.getLogger(__name__)
 

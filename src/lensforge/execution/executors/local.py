@@ -37,10 +37,9 @@ from typing import Any
 from lensforge import malloc
 from lensforge.errors import Cancelled, LensForgeError, Timeout, WorkerLost
 from lensforge.execution.channel import BlockingChannel, ChannelProtocol
-from lensforge.execution.executors import CallControl
+from lensforge.execution.executors.base import CallControl
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig
-from lensforge.registry import PluginState, Registry
 
 log = logging.getLogger(__name__)
 # The environment of a worker process, unless the operator set these already:
@@ -103,18 +102,20 @@ class LocalExecutor:
     """Runs calls in a pool of supervised worker processes."""
 
     name = "local"
+    in_process = False  # the ToolRunner records metrics in the worker: see middleware
 
     def __init__(
         self,
         config: WorkerConfig,
-        registry: Registry,
         workers: int,
         *,
         cancel_grace_s: float = 2.0,
         start_timeout_s: float = 120.0,
     ) -> None:
         self.config = config
-        self.registry = registry
+        # Plugins are set up in the workers; each reports their lifecycle state, kept here
+        # for the server to mirror (PluginExecutionService.start): name → (state, reason).
+        self.plugin_states: dict[str, tuple[str, str | None]] = {}
         self.size = workers
         self.cancel_grace_s = cancel_grace_s
         self.start_timeout_s = start_timeout_s
@@ -198,7 +199,7 @@ class LocalExecutor:
             cancels.close()
             raise
         _, pid, states = ready
-        self._apply_states(states)
+        self.plugin_states.update(states)
         worker = _Worker(process=process, cancels=cancels, pid=pid)
         _, worker.channel = await loop.connect_accepted_socket(
             lambda: ChannelProtocol(
@@ -229,16 +230,6 @@ class LocalExecutor:
         finally:
             sock.settimeout(None)
         raise LensForgeError(f"A worker process failed to start (exit code {process.poll()}).")
-
-    def _apply_states(self, states: dict[str, tuple[str, str | None]]) -> None:
-        """Plugins are set up in the workers: mirror their lifecycle state here."""
-        for name, (state, reason) in states.items():
-            try:
-                record = self.registry.get(name)
-            except LensForgeError:
-                continue
-            if record.state is PluginState.LOADED:
-                record.state, record.reason = PluginState(state), reason
 
     def _replace(self) -> None:
         if self._stopping:
@@ -321,7 +312,6 @@ class LocalExecutor:
         outcome = await handed.future
         if outcome.error_code in ("timeout", "cancelled") and handed.started is not None:
             outcome.duration_s = time.perf_counter() - handed.started
-        self.registry.metrics.record(call.plugin, call.tool, outcome.duration_s, outcome.error_code)
         return outcome
 
     async def _hand_out(self, handed: _Call) -> None:

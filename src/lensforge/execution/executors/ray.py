@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lensforge.errors import Cancelled, LensForgeError, ResourceExhausted, Timeout, WorkerLost
-from lensforge.execution.executors import CallControl
+from lensforge.execution.executors.base import CallControl
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig
 from lensforge.registry import Registry
@@ -61,8 +61,6 @@ class PluginHost:
         return os.getpid()
 
     def run(self, wire: tuple[Any, ...]) -> tuple[Any, ...]:
-        from lensforge.plugin import ToolContext
-
         call = ToolCall(*wire)
         job_id = call.job_id or ""
 
@@ -70,14 +68,7 @@ class PluginHost:
             with self._lock:
                 self._progress[job_id] = (fraction, message)
 
-        ctx = ToolContext(
-            job_id=call.job_id,
-            plugin=call.plugin,
-            tool=call.tool,
-            attempt=call.attempt,
-            on_progress=progress,
-            cancel_event=_Flag(self._cancelled, job_id),
-        )
+        ctx = call.context(on_progress=progress, cancel_event=_Flag(self._cancelled, job_id))
         try:
             return self.runner.run(call, ctx).to_wire()
         finally:
