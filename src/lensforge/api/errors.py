@@ -19,23 +19,25 @@ from lensforge.errors import (
     NotFound,
     PayloadTooLarge,
     ValidationError,
+    pydantic_problems,
 )
 
 log = logging.getLogger(__name__)
 
 
-def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
-    problems = []
-    for err in exc.errors():
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
-        problems.append(
-            {
-                "field": ".".join(loc) or "(body)",
-                "message": err.get("msg", ""),
-                "type": err.get("type"),
-            }
-        )
-    return problems
+_SOURCES = frozenset({"body", "query", "path", "header"})
+
+
+def request_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's request errors as problems, each field named without its source
+    ("timeout_s", not "body.timeout_s"), as the analysis routes name theirs."""
+    errors = [
+        {**err, "loc": tuple(err["loc"][1:])}
+        if err.get("loc") and err["loc"][0] in _SOURCES
+        else err
+        for err in exc.errors()
+    ]
+    return pydantic_problems(errors, "(body)")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -46,9 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> FastJSONResponse:
-        problems = validation_problems(exc)
-        message = "Invalid request: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return error_response(ValidationError(message, details={"errors": problems}))
+        return error_response(ValidationError.of_problems("request", request_problems(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from lensforge.api.deps import AnalysisDep, CallerDep, JobsDep
-from lensforge.api.responses import FastJSONResponse
-from lensforge.errors import JobNotFound, LensForgeError, utc_timestamp
-from lensforge.execution.analysis import AnalysisRequest
+from lensforge.api.deps import AnalysisDep, CallerDep
+from lensforge.api.responses import FastJSONResponse, timestamp
+from lensforge.errors import JobNotFound, LensForgeError
+from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
 from lensforge.media import decode_base64
 from lensforge.security.keys import Caller
 from lensforge.store import JobRecord, Status
@@ -53,8 +53,14 @@ def _not_found() -> FastJSONResponse:
     return FastJSONResponse({"detail": "Job not found"}, status_code=404)
 
 
-def _ts(value: float | None) -> str | None:
-    return None if value is None else utc_timestamp(value)
+async def _owned_job(
+    analysis: AnalysisExecutionService, job_id: str, caller: Caller
+) -> JobRecord | None:
+    """The caller's job, or None (ForgeSyte answers a missing job with its own 404 body)."""
+    try:
+        return await analysis.get(job_id, owner=caller.owner_filter)
+    except JobNotFound:
+        return None
 
 
 def _job(job: JobRecord) -> dict[str, Any]:
@@ -62,15 +68,15 @@ def _job(job: JobRecord) -> dict[str, Any]:
         "id": job.id,
         "plugin": job.plugin,
         "status": _STATUS[job.status],
-        "created_at": _ts(job.created_at),
-        "updated_at": _ts(job.updated_at),
+        "created_at": timestamp(job.created_at),
+        "updated_at": timestamp(job.updated_at),
     }
 
 
-def _request(analysis: Any, body: ExecutionBody, caller: Caller) -> AnalysisRequest:
-    spec = analysis.resolve(
-        body.plugin, body.tool_name or next(iter(analysis.registry.get(body.plugin).tools))
-    )
+def _request(
+    analysis: AnalysisExecutionService, body: ExecutionBody, caller: Caller
+) -> AnalysisRequest:
+    spec = analysis.resolve(body.plugin, body.tool_name or analysis.default_tool(body.plugin))
     if not spec.media_fields:
         raise LensForgeError(f"Tool {spec.qualified_name} takes no image.")
     data = decode_base64(body.image, field="image")
@@ -115,7 +121,7 @@ async def execute_async(
 
 @router.get("/jobs", summary="List jobs, newest first (ForgeSyte)")
 async def list_jobs(
-    jobs: JobsDep,
+    analysis: AnalysisDep,
     caller: CallerDep,
     plugin: Annotated[str | None, Query(max_length=128)] = None,
     status_filter: Annotated[str | None, Query(max_length=32)] = None,
@@ -124,26 +130,24 @@ async def list_jobs(
     status = _FROM_LEGACY.get(status_filter or "") if status_filter else None
     if status_filter and status is None:
         return FastJSONResponse({"jobs": [], "count": 0})
-    page = await jobs.list_jobs(
+    page = await analysis.list_jobs(
         plugin=plugin, status=status, owner=caller.owner_filter, limit=limit
     )
     return FastJSONResponse({"jobs": [_job(job) for job in page], "count": len(page)})
 
 
 @router.get("/jobs/{job_id}", summary="A job's status (ForgeSyte)")
-async def get_job(job_id: str, jobs: JobsDep, caller: CallerDep) -> FastJSONResponse:
-    try:
-        job = await jobs.get(job_id, owner=caller.owner_filter)
-    except JobNotFound:
+async def get_job(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
+    job = await _owned_job(analysis, job_id, caller)
+    if job is None:
         return _not_found()
     return FastJSONResponse({"job": _job(job)})
 
 
 @router.get("/jobs/{job_id}/result", summary="A finished job's result (ForgeSyte)")
-async def get_result(job_id: str, jobs: JobsDep, caller: CallerDep) -> FastJSONResponse:
-    try:
-        job = await jobs.get(job_id, owner=caller.owner_filter)
-    except JobNotFound:
+async def get_result(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
+    job = await _owned_job(analysis, job_id, caller)
+    if job is None:
         return _not_found()
     if not job.status.terminal:
         return FastJSONResponse(
@@ -158,24 +162,23 @@ async def get_result(job_id: str, jobs: JobsDep, caller: CallerDep) -> FastJSONR
             "status": _STATUS[job.status],
             "result": job.result,
             "error": error,
-            "created_at": _ts(job.created_at),
-            "completed_at": _ts(job.finished_at),
+            "created_at": timestamp(job.created_at),
+            "completed_at": timestamp(job.finished_at),
         }
     )
 
 
 @router.delete("/jobs/{job_id}", summary="Cancel a job (ForgeSyte)")
-async def cancel(job_id: str, jobs: JobsDep, caller: CallerDep) -> FastJSONResponse:
-    try:
-        job = await jobs.get(job_id, owner=caller.owner_filter)
-    except JobNotFound:
+async def cancel(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
+    job = await _owned_job(analysis, job_id, caller)
+    if job is None:
         return _not_found()
     if job.status.terminal:
         return FastJSONResponse(
             {"detail": f"Job {job_id} already finished ({_STATUS[job.status]})."}, status_code=409
         )
     try:
-        await jobs.cancel(job_id, wait_s=0)
+        await analysis.cancel(job_id, owner=caller.owner_filter, wait_s=0)
     except LensForgeError as exc:
         return FastJSONResponse({"detail": exc.message}, status_code=exc.status)
     return FastJSONResponse({"job_id": job_id, "status": "cancelled", "cancelled": True})

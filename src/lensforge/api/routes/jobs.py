@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from lensforge.api.deps import CallerDep, JobsDep
+from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.responses import FastJSONResponse, error_response, event_view, job_view
 from lensforge.errors import Cancelled, ResultNotReady, from_envelope
 from lensforge.store import Status
@@ -20,7 +20,7 @@ JobId = Annotated[str, "job id"]
 
 @router.get("", summary="List jobs, newest first, with filters and cursor paging")
 async def list_jobs(
-    jobs: JobsDep,
+    analysis: AnalysisDep,
     caller: CallerDep,
     status: Annotated[Status | None, Query(description="Only jobs in this state.")] = None,
     plugin: Annotated[str | None, Query(max_length=128)] = None,
@@ -30,7 +30,7 @@ async def list_jobs(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    page = await jobs.list_jobs(
+    page = await analysis.list_jobs(
         status=status,
         plugin=plugin,
         tool=tool,
@@ -47,13 +47,13 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", summary="A job's status, progress and timestamps")
-async def get_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
-    return job_view(await jobs.get(job_id, owner=caller.owner_filter))
+async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
+    return job_view(await analysis.get(job_id, owner=caller.owner_filter))
 
 
 @router.get("/{job_id}/result", summary="A finished job's result (409 until it finishes)")
-async def get_result(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Response:
-    job = await jobs.get(job_id, owner=caller.owner_filter)
+async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
+    job = await analysis.get(job_id, owner=caller.owner_filter)
     if job.status is Status.SUCCESS:
         return FastJSONResponse(
             {"job_id": job.id, "status": job.status.value, "result": job.result}
@@ -74,8 +74,8 @@ async def get_result(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Respons
 
 
 @router.get("/{job_id}/events", summary="Every state transition of a job")
-async def get_events(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
-    events = await jobs.events(job_id, owner=caller.owner_filter)
+async def get_events(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
+    events = await analysis.events(job_id, owner=caller.owner_filter)
     return {"job_id": job_id, "events": [event_view(e) for e in events]}
 
 
@@ -84,13 +84,13 @@ async def get_events(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[st
     summary="Server-Sent Events: status changes and progress, ending with the terminal state",
     response_class=StreamingResponse,
 )
-async def stream_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> StreamingResponse:
+async def stream_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> StreamingResponse:
     owner = caller.owner_filter
-    first = await jobs.get(job_id, owner=owner)  # 404 before the stream starts
+    first = await analysis.get(job_id, owner=owner)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[bytes]:
         status = None
-        async for job in jobs.watch(first.id, owner=owner):
+        async for job in analysis.watch(first.id, owner=owner):
             view = job_view(job)
             if job.status.terminal:
                 yield _sse("done", view)
@@ -110,6 +110,6 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 @router.post("/{job_id}/cancel", summary="Cancel a pending or running job (409 if finished)")
-async def cancel_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Response:
-    job = await jobs.cancel(job_id, owner=caller.owner_filter)
+async def cancel_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
+    job = await analysis.cancel(job_id, owner=caller.owner_filter)
     return FastJSONResponse(job_view(job), status_code=200 if job.status.terminal else 202)
