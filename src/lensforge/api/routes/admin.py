@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from lensforge.api.auth import ADMIN, requires
 from lensforge.api.deps import CallerDep, ServicesDep
 from lensforge.api.responses import FastJSONResponse
 from lensforge.errors import NotFound
@@ -20,19 +21,24 @@ class NewKey(BaseModel):
     scopes: list[str] = Field(min_length=1, max_length=3, examples=[["analyze", "read"]])
 
 
-@router.get("/keys", summary="List API keys (never their secrets)")
+@router.get("/keys", summary="List API keys (never their secrets)", openapi_extra=requires(ADMIN))
 async def list_keys(services: ServicesDep) -> dict[str, Any]:
     return {"keys": [key.public() for key in services.keys.list()]}
 
 
-@router.post("/keys", status_code=201, summary="Create an API key; its secret is shown once")
+@router.post(
+    "/keys",
+    status_code=201,
+    summary="Create an API key; its secret is shown once",
+    openapi_extra=requires(ADMIN),
+)
 async def create_key(body: NewKey, services: ServicesDep, caller: CallerDep) -> FastJSONResponse:
     info, secret = services.keys.create(body.name, parse_scopes(body.scopes))
     services.audit.record("key_created", caller.id, new_key=info.id, scopes=list(info.scopes))
     return FastJSONResponse({**info.public(), "key": secret}, status_code=201)
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key")
+@router.delete("/keys/{key_id}", summary="Revoke an API key", openapi_extra=requires(ADMIN))
 async def revoke_key(key_id: str, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     if not services.keys.revoke(key_id):
         raise NotFound(f"No active API key '{key_id}'.")
@@ -40,7 +46,7 @@ async def revoke_key(key_id: str, services: ServicesDep, caller: CallerDep) -> d
     return {"id": key_id, "revoked": True}
 
 
-@router.get("/audit", summary="The audit trail, newest first")
+@router.get("/audit", summary="The audit trail, newest first", openapi_extra=requires(ADMIN))
 async def audit(
     services: ServicesDep,
     event: Annotated[str | None, Query(max_length=64)] = None,

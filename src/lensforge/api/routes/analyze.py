@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError as PydanticValidationError
 
+from lensforge.api.auth import ANALYZE, requires
 from lensforge.api.fastpath import (
     ANALYSIS_REQUEST_DOC,
     RequestRoute,
@@ -107,7 +108,7 @@ def accepted_response(job: JobRecord, *, created: bool) -> Response:
 @router.post(
     "/analyze",
     summary="Run a tool and wait for its result",
-    openapi_extra=ANALYSIS_REQUEST_DOC,
+    openapi_extra=requires(ANALYZE, **ANALYSIS_REQUEST_DOC),
     responses={200: {"description": "The job finished: {job_id, status, result}"}},
 )
 async def analyze(request: Request) -> Response:
@@ -120,7 +121,7 @@ async def analyze(request: Request) -> Response:
     "/jobs",
     status_code=202,
     summary="Submit a job and return at once",
-    openapi_extra=ANALYSIS_REQUEST_DOC,
+    openapi_extra=requires(ANALYZE, **ANALYSIS_REQUEST_DOC),
     responses={202: {"description": "Accepted: {job_id, status: PENDING}"}},
 )
 async def submit_job(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from lensforge.api.auth import READ, requires
 from lensforge.api.deps import AnalysisDep, CallerDep, ServicesDep
 from lensforge.blobs import parse_digest
 from lensforge.errors import BlobNotFound
@@ -13,7 +14,12 @@ from lensforge.media import sniff
 router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
 
 
-@router.get("/{digest}", summary="Download a blob by its sha256", response_class=FileResponse)
+@router.get(
+    "/{digest}",
+    summary="Download a blob by its sha256",
+    response_class=FileResponse,
+    openapi_extra=requires(READ),
+)
 async def get_blob(
     digest: str, analysis: AnalysisDep, services: ServicesDep, caller: CallerDep
 ) -> FileResponse:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from lensforge.api.auth import ANALYZE, READ, requires
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.responses import FastJSONResponse, timestamp
 from lensforge.errors import JobNotFound, LensForgeError
@@ -89,7 +90,7 @@ def _request(
     )
 
 
-@router.post("", summary="Run a plugin on an image (ForgeSyte)")
+@router.post("", summary="Run a plugin on an image (ForgeSyte)", openapi_extra=requires(ANALYZE))
 async def execute(
     body: ExecutionBody, analysis: AnalysisDep, caller: CallerDep
 ) -> FastJSONResponse:
@@ -108,7 +109,11 @@ async def execute(
     )
 
 
-@router.post("/async", summary="Queue a plugin run on an image (ForgeSyte)")
+@router.post(
+    "/async",
+    summary="Queue a plugin run on an image (ForgeSyte)",
+    openapi_extra=requires(ANALYZE),
+)
 async def execute_async(
     body: ExecutionBody, analysis: AnalysisDep, caller: CallerDep
 ) -> FastJSONResponse:
@@ -119,7 +124,7 @@ async def execute_async(
     return FastJSONResponse({"job_id": job.id})
 
 
-@router.get("/jobs", summary="List jobs, newest first (ForgeSyte)")
+@router.get("/jobs", summary="List jobs, newest first (ForgeSyte)", openapi_extra=requires(READ))
 async def list_jobs(
     analysis: AnalysisDep,
     caller: CallerDep,
@@ -136,7 +141,7 @@ async def list_jobs(
     return FastJSONResponse({"jobs": [_job(job) for job in page], "count": len(page)})
 
 
-@router.get("/jobs/{job_id}", summary="A job's status (ForgeSyte)")
+@router.get("/jobs/{job_id}", summary="A job's status (ForgeSyte)", openapi_extra=requires(READ))
 async def get_job(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
     job = await _owned_job(analysis, job_id, caller)
     if job is None:
@@ -144,7 +149,11 @@ async def get_job(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> Fast
     return FastJSONResponse({"job": _job(job)})
 
 
-@router.get("/jobs/{job_id}/result", summary="A finished job's result (ForgeSyte)")
+@router.get(
+    "/jobs/{job_id}/result",
+    summary="A finished job's result (ForgeSyte)",
+    openapi_extra=requires(READ),
+)
 async def get_result(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
     job = await _owned_job(analysis, job_id, caller)
     if job is None:
@@ -168,7 +177,9 @@ async def get_result(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> F
     )
 
 
-@router.delete("/jobs/{job_id}", summary="Cancel a job (ForgeSyte)")
+@router.delete(
+    "/jobs/{job_id}", summary="Cancel a job (ForgeSyte)", openapi_extra=requires(ANALYZE)
+)
 async def cancel(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
     job = await _owned_job(analysis, job_id, caller)
     if job is None:

@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
+from lensforge.api.auth import ANALYZE, READ, requires
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.responses import FastJSONResponse, error_response, event_view, job_view
 from lensforge.errors import Cancelled, ResultNotReady, from_envelope
@@ -18,7 +19,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, "job id"]
 
 
-@router.get("", summary="List jobs, newest first, with filters and cursor paging")
+@router.get(
+    "",
+    summary="List jobs, newest first, with filters and cursor paging",
+    openapi_extra=requires(READ),
+)
 async def list_jobs(
     analysis: AnalysisDep,
     caller: CallerDep,
@@ -46,12 +51,18 @@ async def list_jobs(
     }
 
 
-@router.get("/{job_id}", summary="A job's status, progress and timestamps")
+@router.get(
+    "/{job_id}", summary="A job's status, progress and timestamps", openapi_extra=requires(READ)
+)
 async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
     return job_view(await analysis.get(job_id, owner=caller.owner_filter))
 
 
-@router.get("/{job_id}/result", summary="A finished job's result (409 until it finishes)")
+@router.get(
+    "/{job_id}/result",
+    summary="A finished job's result (409 until it finishes)",
+    openapi_extra=requires(READ),
+)
 async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
     job = await analysis.get(job_id, owner=caller.owner_filter)
     if job.status is Status.SUCCESS:
@@ -73,7 +84,9 @@ async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) ->
     )
 
 
-@router.get("/{job_id}/events", summary="Every state transition of a job")
+@router.get(
+    "/{job_id}/events", summary="Every state transition of a job", openapi_extra=requires(READ)
+)
 async def get_events(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
     events = await analysis.events(job_id, owner=caller.owner_filter)
     return {"job_id": job_id, "events": [event_view(e) for e in events]}
@@ -83,6 +96,7 @@ async def get_events(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) ->
     "/{job_id}/stream",
     summary="Server-Sent Events: status changes and progress, ending with the terminal state",
     response_class=StreamingResponse,
+    openapi_extra=requires(READ),
 )
 async def stream_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> StreamingResponse:
     owner = caller.owner_filter
@@ -109,7 +123,11 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-@router.post("/{job_id}/cancel", summary="Cancel a pending or running job (409 if finished)")
+@router.post(
+    "/{job_id}/cancel",
+    summary="Cancel a pending or running job (409 if finished)",
+    openapi_extra=requires(ANALYZE),
+)
 async def cancel_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
     job = await analysis.cancel(job_id, owner=caller.owner_filter)
     return FastJSONResponse(job_view(job), status_code=200 if job.status.terminal else 202)

@@ -6,12 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from lensforge.api.auth import READ, requires
 from lensforge.api.deps import RegistryDep
 
 router = APIRouter(prefix="/v1/plugins", tags=["plugins"])
 
 
-@router.get("", summary="List enabled plugins")
+@router.get("", summary="List enabled plugins", openapi_extra=requires(READ))
 async def list_plugins(registry: RegistryDep) -> dict[str, Any]:
     return {
         "plugins": [registry.manifest(name) for name in registry.names()],
@@ -19,6 +20,6 @@ async def list_plugins(registry: RegistryDep) -> dict[str, Any]:
     }
 
 
-@router.get("/{plugin}", summary="One plugin's manifest")
+@router.get("/{plugin}", summary="One plugin's manifest", openapi_extra=requires(READ))
 async def get_plugin(plugin: str, registry: RegistryDep) -> dict[str, Any]:
     return registry.manifest(plugin)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from lensforge.api.auth import ADMIN, PUBLIC, requires
 from lensforge.api.deps import AnalysisDep, RegistryDep, ServicesDep
 from lensforge.api.responses import FastJSONResponse, error_response
 from lensforge.errors import LensForgeError, StoreError
@@ -16,12 +17,16 @@ from lensforge.wiring import Services
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get("/healthz", summary="The process is alive", openapi_extra=requires(PUBLIC))
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The store answers and plugins are loaded")
+@router.get(
+    "/readyz",
+    summary="The store answers and plugins are loaded",
+    openapi_extra=requires(PUBLIC),
+)
 async def readyz(analysis: AnalysisDep, registry: RegistryDep) -> Response:
     try:
         await analysis.ping()
@@ -74,7 +79,12 @@ class _Collector:
         yield from (calls, errors, seconds, jobs, state)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    openapi_extra=requires(ADMIN),
+)
 async def metrics(services: ServicesDep, analysis: AnalysisDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(services, await analysis.counts()))
