@@ -23,6 +23,8 @@ from lensforge.api.auth import ADMIN, PUBLIC_PATHS, SCOPES, declared_scope
 from lensforge.api.auth import PUBLIC as PUBLIC_SCOPE
 from lensforge.settings import Settings
 from tests.security.conftest import (
+    MCP_HEADERS,
+    MCP_INIT,
     PLUGINS,
     PUBLIC,
     Secure,
@@ -37,19 +39,6 @@ from tests.security.conftest import (
     upload_png,
 )
 from tests.support import png
-
-MCP_INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "security-tests", "version": "1"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
-
 
 # Building the app has no side effects before its lifespan starts: safe at collection.
 APP = create_app(Settings(database_url="sqlite://"), extra_plugins=PLUGINS)

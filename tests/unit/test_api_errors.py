@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.conftest import TEST_PLUGINS
 from tests.support import b64, jpeg, png
+from tests.unit.api.support import wait_for
 
 ENVELOPE_KEYS = {"code", "message", "details", "retryable", "plugin", "tool", "job_id", "timestamp"}
 TRACEBACK_MARKS = ("Traceback", 'File "')
@@ -395,16 +395,6 @@ def test_unknown_job(client: TestClient, suffix: str) -> None:
 
 def test_cancel_unknown_job(client: TestClient) -> None:
     assert_error(client.post(f"/v1/jobs/{MISSING_JOB}/cancel"), 404, "job_not_found")
-
-
-def wait_for(client: TestClient, job_id: str, statuses: set[str], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
 
 
 def test_result_of_an_unfinished_job(client: TestClient) -> None:

@@ -22,6 +22,11 @@ def error_response(exc: LensForgeError, headers: dict[str, str] | None = None) -
     return FastJSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
 
 
+def result_response(job: JobRecord) -> FastJSONResponse:
+    """A successful job's result, as POST /v1/analyze and GET /v1/jobs/{id}/result give it."""
+    return FastJSONResponse({"job_id": job.id, "status": job.status.value, "result": job.result})
+
+
 def timestamp(value: float | None) -> str | None:
     """A stored time (epoch seconds) as the API shows it, or None."""
     return None if value is None else utc_timestamp(value)

@@ -18,7 +18,7 @@ from lensforge.api.fastpath import (
 )
 from lensforge.api.models import AnalyzeBody
 from lensforge.api.multipart import read_form
-from lensforge.api.responses import FastJSONResponse, error_response
+from lensforge.api.responses import FastJSONResponse, error_response, result_response
 from lensforge.errors import ValidationError, from_envelope, pydantic_problems
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
 from lensforge.security.keys import Caller
@@ -88,9 +88,7 @@ def analysis_request(
 def finished_response(job: JobRecord) -> Response:
     """POST /v1/analyze's answer: the result, the job's error, or 202 if it outlived the wait."""
     if job.status is Status.SUCCESS:
-        return FastJSONResponse(
-            {"job_id": job.id, "status": job.status.value, "result": job.result}
-        )
+        return result_response(job)
     if job.status in (Status.FAILED, Status.CANCELLED) and job.error is not None:
         return error_response(from_envelope(job.error))
     return accepted_response(job, created=True)

@@ -11,7 +11,13 @@ from fastapi.responses import StreamingResponse
 
 from lensforge.api.auth import ANALYZE, READ, requires
 from lensforge.api.deps import AnalysisDep, CallerDep
-from lensforge.api.responses import FastJSONResponse, error_response, event_view, job_view
+from lensforge.api.responses import (
+    FastJSONResponse,
+    error_response,
+    event_view,
+    job_view,
+    result_response,
+)
 from lensforge.errors import Cancelled, ResultNotReady, from_envelope
 from lensforge.store import Status
 
@@ -66,9 +72,7 @@ async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> di
 async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
     job = await analysis.get(job_id, owner=caller.owner_filter)
     if job.status is Status.SUCCESS:
-        return FastJSONResponse(
-            {"job_id": job.id, "status": job.status.value, "result": job.result}
-        )
+        return result_response(job)
     if job.status is Status.FAILED and job.error is not None:
         return error_response(from_envelope(job.error))
     if job.status is Status.CANCELLED:
