@@ -16,7 +16,7 @@ from lensforge import __version__
 from lensforge.api.auth import ANALYZE, ASGIRoute, AuthMiddleware, requires
 from lensforge.api.cors import OriginCORSMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
-from lensforge.api.fastpath import mount_flat
+from lensforge.api.fastpath import LensForgeAPI, mount_flat
 from lensforge.api.mcp import MCPEndpoint
 from lensforge.api.routes import admin, analyze, blobs, compat, jobs, plugins, system
 from lensforge.plugin import Plugin
@@ -55,7 +55,7 @@ def create_app(
         finally:
             await services.stop()
 
-    app = FastAPI(
+    app = LensForgeAPI(
         title="LensForge",
         version=__version__,
         description="Runs vision-analysis plugins as governed, durable jobs.",

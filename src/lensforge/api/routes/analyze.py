@@ -16,7 +16,13 @@ from lensforge.api.fastpath import (
     caller_of,
     idempotency_key_of,
 )
-from lensforge.api.models import AnalyzeBody
+from lensforge.api.models import (
+    AnalyzeRequest,
+    AnalyzeResponse,
+    JobAccepted,
+    documented,
+    operation_id,
+)
 from lensforge.api.multipart import read_form
 from lensforge.api.responses import FastJSONResponse, error_response, result_response
 from lensforge.errors import ValidationError, from_envelope, pydantic_problems
@@ -25,7 +31,12 @@ from lensforge.security.keys import Caller
 from lensforge.store import JobRecord, Status
 
 # The two hottest routes: RequestRoute endpoints, read straight off the request (see fastpath).
-router = APIRouter(prefix="/v1", tags=["analysis"], route_class=RequestRoute)
+router = APIRouter(
+    prefix="/v1",
+    tags=["analysis"],
+    route_class=RequestRoute,
+    generate_unique_id_function=operation_id,
+)
 
 
 async def read_body(request: Request) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -61,17 +72,17 @@ async def read_body(request: Request) -> tuple[dict[str, Any], dict[str, bytes]]
     return data, dict(form.files)
 
 
-def validate_body(data: dict[str, Any]) -> AnalyzeBody:
-    """The request's fields as an :class:`AnalyzeBody`, or the validation error envelope."""
+def validate_body(data: dict[str, Any]) -> AnalyzeRequest:
+    """The request's fields as an :class:`AnalyzeRequest`, or the validation error envelope."""
     try:
-        return AnalyzeBody.model_validate(data)
+        return AnalyzeRequest.model_validate(data)
     except PydanticValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         raise ValidationError.of_problems("request", pydantic_problems(errors, "(body)")) from None
 
 
 def analysis_request(
-    body: AnalyzeBody, uploads: dict[str, bytes], caller: Caller, key: str | None
+    body: AnalyzeRequest, uploads: dict[str, bytes], caller: Caller, key: str | None
 ) -> AnalysisRequest:
     return AnalysisRequest(
         plugin=body.plugin,
@@ -107,7 +118,20 @@ def accepted_response(job: JobRecord, *, created: bool) -> Response:
     "/analyze",
     summary="Run a tool and wait for its result",
     openapi_extra=requires(ANALYZE, **ANALYSIS_REQUEST_DOC),
-    responses={200: {"description": "The job finished: {job_id, status, result}"}},
+    responses=documented(
+        {
+            200: (AnalyzeResponse, "The job finished: its result"),
+            202: (JobAccepted, "Still running after the wait: poll Location"),
+        },
+        404,
+        409,
+        413,
+        415,
+        422,
+        502,
+        503,
+        504,
+    ),
 )
 async def analyze(request: Request) -> Response:
     analysis = analysis_of(request)
@@ -120,7 +144,18 @@ async def analyze(request: Request) -> Response:
     status_code=202,
     summary="Submit a job and return at once",
     openapi_extra=requires(ANALYZE, **ANALYSIS_REQUEST_DOC),
-    responses={202: {"description": "Accepted: {job_id, status: PENDING}"}},
+    responses=documented(
+        {
+            200: (JobAccepted, "An idempotent retry: the job made before"),
+            202: (JobAccepted, "Accepted: poll Location"),
+        },
+        404,
+        409,
+        413,
+        415,
+        422,
+        503,
+    ),
 )
 async def submit_job(request: Request) -> Response:
     analysis = analysis_of(request)

@@ -7,11 +7,12 @@ from fastapi.responses import FileResponse
 
 from lensforge.api.auth import READ, requires
 from lensforge.api.deps import AnalysisDep, CallerDep, ServicesDep
+from lensforge.api.models import Digest, documented, operation_id
 from lensforge.blobs import parse_digest
 from lensforge.errors import BlobNotFound
 from lensforge.media import sniff
 
-router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
+router = APIRouter(prefix="/v1/blobs", tags=["blobs"], generate_unique_id_function=operation_id)
 
 
 @router.get(
@@ -19,9 +20,10 @@ router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
     summary="Download a blob by its sha256",
     response_class=FileResponse,
     openapi_extra=requires(READ),
+    responses=documented({}, 404, 422),
 )
 async def get_blob(
-    digest: str, analysis: AnalysisDep, services: ServicesDep, caller: CallerDep
+    digest: Digest, analysis: AnalysisDep, services: ServicesDep, caller: CallerDep
 ) -> FileResponse:
     hexdigest = parse_digest(digest)
     owner = caller.owner_filter

@@ -6,13 +6,14 @@ result returns its error.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from lensforge.api.auth import ANALYZE, READ, requires
 from lensforge.api.deps import AnalysisDep, CallerDep
+from lensforge.api.models import ErrorEnvelope, JobId, documented
 from lensforge.api.responses import FastJSONResponse, timestamp
 from lensforge.errors import JobNotFound, LensForgeError
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
@@ -20,7 +21,11 @@ from lensforge.media import decode_base64
 from lensforge.security.keys import Caller
 from lensforge.store import JobRecord, Status
 
-router = APIRouter(prefix="/v1/analyze-execution", tags=["forgesyte compatibility"])
+router = APIRouter(
+    prefix="/v1/analyze-execution",
+    tags=["forgesyte compatibility"],
+    generate_unique_id_function=lambda route: f"forgesyte_{route.name}",
+)
 
 _STATUS = {
     Status.PENDING: "queued",
@@ -37,6 +42,83 @@ class ExecutionBody(BaseModel):
     image: str = Field(description="The image, base64-encoded.")
     mime_type: str = Field("image/png", max_length=100, description="Ignored: sniffed from bytes.")
     tool_name: str | None = Field(None, max_length=128)
+
+
+LegacyStatus = Literal["queued", "running", "done", "error", "cancelled"]
+
+
+class ExecutionResult(BaseModel):
+    plugin: str
+    job_id: str
+    status: Literal["done"]
+    result: Any
+
+
+class ExecutionQueued(BaseModel):
+    job_id: str
+
+
+class LegacyJob(BaseModel):
+    id: str
+    plugin: str
+    status: LegacyStatus
+    created_at: str | None
+    updated_at: str | None
+
+
+class LegacyJobList(BaseModel):
+    jobs: list[LegacyJob]
+    count: int
+
+
+class LegacyJobView(BaseModel):
+    job: LegacyJob
+
+
+class LegacyResult(BaseModel):
+    job_id: str
+    plugin: str
+    status: LegacyStatus
+    result: Any
+    error: str | None
+    created_at: str | None
+    completed_at: str | None
+
+
+class LegacyCancelled(BaseModel):
+    job_id: str
+    status: Literal["cancelled"]
+    cancelled: Literal[True]
+
+
+class LegacyErrorDetail(BaseModel):
+    type: str = Field(examples=["execution_error"])
+    message: str
+    code: str | None = Field(None, description="LensForge's error code.")
+    job_id: str | None = None
+
+
+class LegacyError(BaseModel):
+    """ForgeSyte's error shape; auth, body-size and body-validation refusals come first, in
+    LensForge's ErrorEnvelope."""
+
+    detail: str | LegacyErrorDetail
+
+
+def _documented(
+    ok: type[BaseModel], legacy: dict[int, str], *errors: int
+) -> dict[int | str, dict[str, Any]]:
+    answers = documented({200: (ok, "Successful Response")}, *errors)
+    answers.update(
+        {code: {"model": LegacyError, "description": why} for code, why in legacy.items()}
+    )
+    if 400 in answers:  # a body FastAPI cannot parse is refused before the route runs
+        answers[400]["model"] = LegacyError | ErrorEnvelope
+    return answers
+
+
+_RUN_ERRORS = {400: "No such plugin or tool, or the tool failed (ForgeSyte's answer)."}
+_NOT_FOUND = {404: "No such job (ForgeSyte's answer)."}
 
 
 def _legacy_error(exc: LensForgeError) -> FastJSONResponse:
@@ -90,7 +172,12 @@ def _request(
     )
 
 
-@router.post("", summary="Run a plugin on an image (ForgeSyte)", openapi_extra=requires(ANALYZE))
+@router.post(
+    "",
+    summary="Run a plugin on an image (ForgeSyte)",
+    openapi_extra=requires(ANALYZE),
+    responses=_documented(ExecutionResult, _RUN_ERRORS, 413, 422),
+)
 async def execute(
     body: ExecutionBody, analysis: AnalysisDep, caller: CallerDep
 ) -> FastJSONResponse:
@@ -113,6 +200,7 @@ async def execute(
     "/async",
     summary="Queue a plugin run on an image (ForgeSyte)",
     openapi_extra=requires(ANALYZE),
+    responses=_documented(ExecutionQueued, _RUN_ERRORS, 413, 422),
 )
 async def execute_async(
     body: ExecutionBody, analysis: AnalysisDep, caller: CallerDep
@@ -124,7 +212,12 @@ async def execute_async(
     return FastJSONResponse({"job_id": job.id})
 
 
-@router.get("/jobs", summary="List jobs, newest first (ForgeSyte)", openapi_extra=requires(READ))
+@router.get(
+    "/jobs",
+    summary="List jobs, newest first (ForgeSyte)",
+    openapi_extra=requires(READ),
+    responses=_documented(LegacyJobList, {}, 422),
+)
 async def list_jobs(
     analysis: AnalysisDep,
     caller: CallerDep,
@@ -141,8 +234,13 @@ async def list_jobs(
     return FastJSONResponse({"jobs": [_job(job) for job in page], "count": len(page)})
 
 
-@router.get("/jobs/{job_id}", summary="A job's status (ForgeSyte)", openapi_extra=requires(READ))
-async def get_job(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
+@router.get(
+    "/jobs/{job_id}",
+    summary="A job's status (ForgeSyte)",
+    openapi_extra=requires(READ),
+    responses=_documented(LegacyJobView, _NOT_FOUND, 422),
+)
+async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
     job = await _owned_job(analysis, job_id, caller)
     if job is None:
         return _not_found()
@@ -153,8 +251,9 @@ async def get_job(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> Fast
     "/jobs/{job_id}/result",
     summary="A finished job's result (ForgeSyte)",
     openapi_extra=requires(READ),
+    responses=_documented(LegacyResult, {**_NOT_FOUND, 409: "Not finished yet."}, 422),
 )
-async def get_result(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
+async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
     job = await _owned_job(analysis, job_id, caller)
     if job is None:
         return _not_found()
@@ -178,9 +277,12 @@ async def get_result(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> F
 
 
 @router.delete(
-    "/jobs/{job_id}", summary="Cancel a job (ForgeSyte)", openapi_extra=requires(ANALYZE)
+    "/jobs/{job_id}",
+    summary="Cancel a job (ForgeSyte)",
+    openapi_extra=requires(ANALYZE),
+    responses=_documented(LegacyCancelled, {**_NOT_FOUND, 409: "Already finished."}, 422),
 )
-async def cancel(job_id: str, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
+async def cancel(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> FastJSONResponse:
     job = await _owned_job(analysis, job_id, caller)
     if job is None:
         return _not_found()

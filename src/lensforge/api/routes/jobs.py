@@ -11,6 +11,15 @@ from fastapi.responses import StreamingResponse
 
 from lensforge.api.auth import ANALYZE, READ, requires
 from lensforge.api.deps import AnalysisDep, CallerDep
+from lensforge.api.models import (
+    AnalyzeResponse,
+    Job,
+    JobEvents,
+    JobId,
+    JobPage,
+    documented,
+    operation_id,
+)
 from lensforge.api.responses import (
     FastJSONResponse,
     error_response,
@@ -21,14 +30,15 @@ from lensforge.api.responses import (
 from lensforge.errors import Cancelled, ResultNotReady, from_envelope
 from lensforge.store import Status
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-JobId = Annotated[str, "job id"]
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], generate_unique_id_function=operation_id)
 
 
 @router.get(
     "",
     summary="List jobs, newest first, with filters and cursor paging",
     openapi_extra=requires(READ),
+    response_model=None,
+    responses=documented({200: (JobPage, "A page of jobs")}, 422),
 )
 async def list_jobs(
     analysis: AnalysisDep,
@@ -58,7 +68,11 @@ async def list_jobs(
 
 
 @router.get(
-    "/{job_id}", summary="A job's status, progress and timestamps", openapi_extra=requires(READ)
+    "/{job_id}",
+    summary="A job's status, progress and timestamps",
+    openapi_extra=requires(READ),
+    response_model=None,
+    responses=documented({200: (Job, "The job")}, 404, 422),
 )
 async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
     return job_view(await analysis.get(job_id, owner=caller.owner_filter))
@@ -68,6 +82,7 @@ async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> di
     "/{job_id}/result",
     summary="A finished job's result (409 until it finishes)",
     openapi_extra=requires(READ),
+    responses=documented({200: (AnalyzeResponse, "The result")}, 404, 409, 422, 502, 503, 504),
 )
 async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
     job = await analysis.get(job_id, owner=caller.owner_filter)
@@ -89,7 +104,11 @@ async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) ->
 
 
 @router.get(
-    "/{job_id}/events", summary="Every state transition of a job", openapi_extra=requires(READ)
+    "/{job_id}/events",
+    summary="Every state transition of a job",
+    openapi_extra=requires(READ),
+    response_model=None,
+    responses=documented({200: (JobEvents, "Its transitions, oldest first")}, 404, 422),
 )
 async def get_events(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
     events = await analysis.events(job_id, owner=caller.owner_filter)
@@ -101,6 +120,7 @@ async def get_events(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) ->
     summary="Server-Sent Events: status changes and progress, ending with the terminal state",
     response_class=StreamingResponse,
     openapi_extra=requires(READ),
+    responses=documented({}, 404, 422),
 )
 async def stream_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> StreamingResponse:
     owner = caller.owner_filter
@@ -131,6 +151,15 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     "/{job_id}/cancel",
     summary="Cancel a pending or running job (409 if finished)",
     openapi_extra=requires(ANALYZE),
+    responses=documented(
+        {
+            200: (Job, "It had finished, or is cancelled now"),
+            202: (Job, "Cancel requested: it stops soon"),
+        },
+        404,
+        409,
+        422,
+    ),
 )
 async def cancel_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
     job = await analysis.cancel(job_id, owner=caller.owner_filter)

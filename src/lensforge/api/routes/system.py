@@ -10,14 +10,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from lensforge.api.auth import ADMIN, PUBLIC, requires
 from lensforge.api.deps import AnalysisDep, RegistryDep, ServicesDep
+from lensforge.api.models import Health, Readiness, documented, operation_id
 from lensforge.api.responses import FastJSONResponse, error_response
 from lensforge.errors import LensForgeError, StoreError
 from lensforge.wiring import Services
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], generate_unique_id_function=operation_id)
 
 
-@router.get("/healthz", summary="The process is alive", openapi_extra=requires(PUBLIC))
+@router.get(
+    "/healthz",
+    summary="The process is alive",
+    openapi_extra=requires(PUBLIC),
+    response_model=None,
+    responses=documented({200: (Health, "Alive")}, public=True),
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -26,6 +33,7 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     summary="The store answers and plugins are loaded",
     openapi_extra=requires(PUBLIC),
+    responses=documented({200: (Readiness, "Ready")}, 503, public=True),
 )
 async def readyz(analysis: AnalysisDep, registry: RegistryDep) -> Response:
     try:
@@ -84,6 +92,7 @@ class _Collector:
     summary="Prometheus metrics",
     response_class=Response,
     openapi_extra=requires(ADMIN),
+    responses=documented({}),
 )
 async def metrics(services: ServicesDep, analysis: AnalysisDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
