@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lensforge.api import create_app
-from lensforge.api.auth import ADMIN, PUBLIC_PATHS, SCOPES, declared_scope
+from lensforge.api.auth import ADMIN, PUBLIC_PATHS, SCOPES, declared_scope, requires
 from lensforge.api.auth import PUBLIC as PUBLIC_SCOPE
 from lensforge.settings import Settings
 from tests.security.conftest import (
@@ -165,6 +165,12 @@ def test_the_public_list_is_exactly_health_readiness_and_docs() -> None:
     public = {path for (_, path), scope in DECLARED.items() if scope == PUBLIC_SCOPE}
     assert public == set(PUBLIC)
     assert public > PUBLIC_PATHS  # FastAPI's own docs routes, public by name
+
+
+def test_a_scope_that_does_not_exist_cannot_be_declared() -> None:
+    with pytest.raises(ValueError, match="Unknown scope 'reader'"):
+        requires("reader")
+    assert requires(ADMIN, summary="x") == {"summary": "x", "x-required-scope": ADMIN}
 
 
 def test_the_openapi_document_shows_each_operations_scope() -> None:
