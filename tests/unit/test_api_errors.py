@@ -483,6 +483,18 @@ def test_wrong_method(client: TestClient) -> None:
     assert_error(client.delete("/v1/jobs"), 405, "method_not_allowed")
 
 
+def test_a_405_lists_every_method_served_at_that_path(client: TestClient) -> None:
+    """Two routes serve /v1/jobs (POST, then GET); the router's own Allow names the first."""
+    for response in (client.delete("/v1/jobs"), client.options("/v1/jobs")):
+        error = assert_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "GET, POST"
+        assert error["details"]["allowed"] == ["GET", "POST"]
+    response = client.get("/v1/analyze")
+    assert response.headers["allow"] == "POST"
+    assert client.delete("/mcp").status_code != 405  # /mcp serves DELETE
+    assert set(client.put("/mcp").headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD", "POST"}
+
+
 def test_bad_query_parameters(client: TestClient) -> None:
     assert_error(client.get("/v1/jobs", params={"limit": 0}), 422, "validation_error")
     assert_error(client.get("/v1/jobs", params={"status": "DONE"}), 422, "validation_error")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lensforge.api.responses import FastJSONResponse, error_response
@@ -40,6 +42,17 @@ def request_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     return pydantic_problems(errors, "(body)")
 
 
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:
+    """Every method served at the request's path, for a 405's ``Allow`` header (the router's
+    own lists only the methods of the first route at that path)."""
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches({**scope, "method": "\0"})  # no route serves it: paths only
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LensForgeError)
     async def _lensforge_error(request: Request, exc: LensForgeError) -> FastJSONResponse:
@@ -55,9 +68,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return error_response(NotFound(f"No route {request.method} {request.url.path}."))
         if exc.status_code == 405:
+            allowed = allowed_methods(request.app.router.routes, request.scope)
             return error_response(
-                MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}."),
-                headers=dict(exc.headers or {}),
+                MethodNotAllowed(
+                    f"{request.method} is not allowed on {request.url.path}; it serves {allowed}.",
+                    details={"allowed": allowed.split(", ")},
+                ),
+                headers={**(exc.headers or {}), "Allow": allowed},
             )
         error = LensForgeError(str(exc.detail))
         error.code = "http_error"  # type: ignore[misc]
