@@ -483,6 +483,13 @@ def test_wrong_method(client: TestClient) -> None:
     assert_error(client.delete("/v1/jobs"), 405, "method_not_allowed")
 
 
+def test_a_body_that_is_not_json_is_the_whole_bodys_problem(client: TestClient) -> None:
+    response = client.post("/v1/keys", content=b"{", headers={"content-type": "application/json"})
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"]["errors"][0]["field"] == "(body)"
+    assert error["message"] == "Invalid request: (body): JSON decode error"
+
+
 def test_a_405_lists_every_method_served_at_that_path(client: TestClient) -> None:
     """Two routes serve /v1/jobs (POST, then GET); the router's own Allow names the first."""
     for response in (client.delete("/v1/jobs"), client.options("/v1/jobs")):

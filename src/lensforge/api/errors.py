@@ -32,14 +32,22 @@ _SOURCES = frozenset({"body", "query", "path", "header"})
 
 def request_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     """FastAPI's request errors as problems, each field named without its source
-    ("timeout_s", not "body.timeout_s"), as the analysis routes name theirs."""
+    ("timeout_s", not "body.timeout_s"), as the analysis routes name theirs; a body that is
+    not JSON is the whole body's problem, not that of the character position FastAPI gives."""
     errors = [
-        {**err, "loc": tuple(err["loc"][1:])}
+        {**err, "loc": () if err.get("type") == "json_invalid" else tuple(err["loc"][1:])}
         if err.get("loc") and err["loc"][0] in _SOURCES
         else err
         for err in exc.errors()
     ]
     return pydantic_problems(errors, "(body)")
+
+
+class HTTPError(LensForgeError):
+    """Any other HTTP error Starlette or FastAPI raised (a body FastAPI could not parse: 400),
+    answered with its own status."""
+
+    code = "http_error"
 
 
 def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:
@@ -76,10 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
                 ),
                 headers={**(exc.headers or {}), "Allow": allowed},
             )
-        error = LensForgeError(str(exc.detail))
-        error.code = "http_error"  # type: ignore[misc]
-        response = FastJSONResponse(error.envelope(), status_code=exc.status_code)
-        return response
+        envelope = HTTPError(str(exc.detail)).envelope()
+        return FastJSONResponse(envelope, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
