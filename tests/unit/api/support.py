@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from lensforge.api import create_app
+from lensforge.settings import Settings
+from tests.conftest import TEST_PLUGINS
+
 TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+
+
+def thread_app(root: Path) -> FastAPI:
+    """The real app on a SQLite file under ``root``, tools on threads (jobs end in ms)."""
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'lensforge.db'}",
+        data_dir=root / "data",
+        executor="thread",
+        workers=2,
+        poll_interval_s=0.05,
+    )
+    return create_app(settings, extra_plugins=TEST_PLUGINS)
 
 
 def wait_for(

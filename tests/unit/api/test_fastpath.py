@@ -9,7 +9,6 @@ services; the answers must match, as must the OpenAPI descriptions.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -17,14 +16,12 @@ import pytest
 from fastapi import APIRouter, FastAPI, Header, Response
 from fastapi.testclient import TestClient
 
-from lensforge.api import create_app
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.fastpath import IDEMPOTENCY_KEY_MAX, RequestRoute
 from lensforge.api.models import AnalyzeRequest
 from lensforge.api.routes import admin, analyze, blobs, compat, jobs, plugins, system
 from lensforge.api.routes.analyze import accepted_response, analysis_request, finished_response
-from lensforge.settings import Settings
-from tests.conftest import TEST_PLUGINS
+from tests.unit.api.support import thread_app
 
 IdempotencyKey = Annotated[
     str | None,
@@ -58,15 +55,7 @@ def obvious_router() -> APIRouter:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    root: Path = tmp_path_factory.mktemp("fastpath")
-    settings = Settings(
-        database_url=f"sqlite:///{root / 'lensforge.db'}",
-        data_dir=root / "data",
-        executor="thread",
-        workers=2,
-        poll_interval_s=0.05,
-    )
-    app = create_app(settings, extra_plugins=TEST_PLUGINS)
+    app = thread_app(tmp_path_factory.mktemp("fastpath"))
     app.include_router(obvious_router())
     with TestClient(app) as test_client:
         yield test_client

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,28 +18,17 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from lensforge.api import create_app
 from lensforge.api import models as m
 from lensforge.api.routes import compat
-from lensforge.settings import Settings
-from tests.conftest import TEST_PLUGINS
 from tests.support import b64, png
-from tests.unit.api.support import wait_for
+from tests.unit.api.support import thread_app, wait_for
 
 NOT_JSON = {"stream_job", "get_blob", "metrics"}  # event stream, image bytes, Prometheus text
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    root: Path = tmp_path_factory.mktemp("openapi")
-    settings = Settings(
-        database_url=f"sqlite:///{root / 'lensforge.db'}",
-        data_dir=root / "data",
-        executor="thread",
-        workers=2,
-        poll_interval_s=0.05,
-    )
-    app = create_app(settings, extra_plugins=TEST_PLUGINS)
+    app = thread_app(tmp_path_factory.mktemp("openapi"))
     with TestClient(app) as test_client:
         # Auth on, every request as an admin: the routes answer as they do in production.
         secret = app.state.services.keys.create("root", ("admin",))[1]
