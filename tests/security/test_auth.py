@@ -1,5 +1,7 @@
-"""Every route is guarded, decided in one place (``lensforge.api.auth.ROUTE_SCOPES``).
+"""Every route is guarded: each declares its scope where it is defined
+(``openapi_extra=requires(...)``, ``lensforge.api.auth``), and one middleware applies it.
 
+- The route-enumeration test fails if a route outside FastAPI's docs declares no scope.
 - The route-coverage test enumerates the app's routes and fails if any route outside the
   explicit public list answers without a key while auth is on.
 - The auth matrix, for every route: no key → 401, a key without the route's scope → 403,
@@ -17,10 +19,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lensforge.api import create_app
-from lensforge.api.auth import ADMIN, PUBLIC_PATHS, ROUTE_SCOPES
+from lensforge.api.auth import ADMIN, PUBLIC_PATHS, SCOPES, declared_scope, requires
 from lensforge.api.auth import PUBLIC as PUBLIC_SCOPE
 from lensforge.settings import Settings
 from tests.security.conftest import (
+    MCP_HEADERS,
+    MCP_INIT,
     PLUGINS,
     PUBLIC,
     Secure,
@@ -36,29 +40,26 @@ from tests.security.conftest import (
 )
 from tests.support import png
 
-MCP_INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "security-tests", "version": "1"},
-    },
+# Building the app has no side effects before its lifespan starts: safe at collection.
+APP = create_app(Settings(database_url="sqlite://"), extra_plugins=PLUGINS)
+ROUTES = app_routes(APP)
+# What each (method, template) declared where it is defined; None: it declared nothing.
+DECLARED: dict[tuple[str, str], str | None] = {
+    (method, str(getattr(route, "path", ""))): declared_scope(route)
+    for route in APP.router.routes
+    for method in getattr(route, "methods", None) or {"GET"}
+    if method != "HEAD"
 }
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
-
-
-def _routes() -> list[tuple[str, str]]:
-    # Building the app has no side effects before its lifespan starts: safe at collection.
-    return app_routes(create_app(Settings(database_url="sqlite://"), extra_plugins=PLUGINS))
-
-
-ROUTES = _routes()
 GUARDED = [route for route in ROUTES if route[1] not in PUBLIC]
 OWNED = [route for route in GUARDED if re.search(r"\{(job_id|digest)\}", route[1])]
 # Routes a single-scope key can be shown to pass (a read-only key owns no job to read).
-MINIMAL = [r for r in GUARDED if not (ROUTE_SCOPES.get(r) == "read" and r in OWNED)]
+MINIMAL = [r for r in GUARDED if not (DECLARED.get(r) == "read" and r in OWNED)]
+
+
+def scope_of(route: tuple[str, str]) -> str:
+    scope = DECLARED[route]
+    assert scope is not None, route
+    return scope
 
 
 def route_id(route: tuple[str, str]) -> str:
@@ -147,22 +148,37 @@ def fx(shared: Secure) -> Iterator[Fixtures]:
             client.post(f"/v1/jobs/{job['id']}/cancel", headers=shared.admin.headers)
 
 
-# -- the table itself ----------------------------------------------------------------------------
+# -- the declarations ----------------------------------------------------------------------------
 
 
-def test_every_route_is_in_the_one_table_and_the_table_has_no_stale_rows() -> None:
-    """ROUTE_SCOPES decides every route: none falls through to the default, none is stale."""
-    served = {route for route in ROUTES if route[1] not in PUBLIC_PATHS}
-    assert served - set(ROUTE_SCOPES) == set(), "routes missing from ROUTE_SCOPES"
-    assert set(ROUTE_SCOPES) - served == set(), "ROUTE_SCOPES rows that match no route"
-    assert all(scope in ("analyze", "read", ADMIN, PUBLIC_SCOPE) for scope in ROUTE_SCOPES.values())
+def test_every_route_declares_its_scope_where_it_is_defined() -> None:
+    """The route-enumeration test: no route falls through to the admin default unnoticed."""
+    assert set(DECLARED) == set(ROUTES), "the enumeration and the router disagree"
+    undeclared = sorted(route for route, scope in DECLARED.items() if scope is None)
+    assert undeclared == [], "routes without openapi_extra=requires(...)"
+    assert {scope for scope in DECLARED.values()} <= set(SCOPES)
     record_figure("routes_enumerated", len(ROUTES))
     record_figure("routes_guarded", len(GUARDED))
 
 
 def test_the_public_list_is_exactly_health_readiness_and_docs() -> None:
-    public = {path for (_, path), scope in ROUTE_SCOPES.items() if scope == PUBLIC_SCOPE}
-    assert public | set(PUBLIC_PATHS) == set(PUBLIC)
+    public = {path for (_, path), scope in DECLARED.items() if scope == PUBLIC_SCOPE}
+    assert public == set(PUBLIC)
+    assert public > PUBLIC_PATHS  # FastAPI's own docs routes, public by name
+
+
+def test_a_scope_that_does_not_exist_cannot_be_declared() -> None:
+    with pytest.raises(ValueError, match="Unknown scope 'reader'"):
+        requires("reader")
+    assert requires(ADMIN, summary="x") == {"summary": "x", "x-required-scope": ADMIN}
+
+
+def test_the_openapi_document_shows_each_operations_scope() -> None:
+    paths = APP.openapi()["paths"]
+    documented = [(m, p) for m, p in GUARDED if p in paths]
+    assert len(documented) == len(GUARDED) - 3  # all but GET, POST and DELETE /mcp
+    for method, path in documented:
+        assert paths[path][method.lower()]["x-required-scope"] == DECLARED[(method, path)]
 
 
 def test_no_route_outside_the_public_list_is_reachable_without_a_key(fx: Fixtures) -> None:
@@ -194,8 +210,8 @@ def test_no_route_outside_the_public_list_is_reachable_without_a_key(fx: Fixture
     record_figure("route_coverage_requests", len(ROUTES) * len(presented) + 1)
 
 
-def test_a_route_missing_from_the_table_is_refused_to_all_but_admins(tmp_path: Any) -> None:
-    """Fail closed: a new route nobody listed needs the admin scope."""
+def test_a_route_that_declares_no_scope_is_refused_to_all_but_admins(tmp_path: Any) -> None:
+    """Fail closed: a new route that declares nothing needs the admin scope."""
     app = create_app(make_settings(tmp_path), extra_plugins=PLUGINS)
 
     @app.get("/v1/forgotten")
@@ -209,6 +225,17 @@ def test_a_route_missing_from_the_table_is_refused_to_all_but_admins(tmp_path: A
         assert_envelope(client.get("/v1/forgotten"), 401, "unauthorized")
         assert_envelope(client.get("/v1/forgotten", headers=alice), 403, "forbidden")
         assert client.get("/v1/forgotten", headers=admin).json() == {"reached": True}
+
+
+def test_the_scope_is_the_one_of_the_route_the_router_picks(shared: Secure) -> None:
+    """GET /v1/jobs passes POST /v1/jobs (analyze) on its way to GET /v1/jobs (read); a
+    method no route serves needs the scope of the route at that path, then gets 405."""
+    client = shared.client
+    assert client.get("/v1/jobs", headers=shared.reader.headers).status_code == 200
+    assert_envelope(client.post("/v1/jobs", headers=shared.reader.headers), 403, "forbidden")
+    assert_envelope(client.put("/v1/jobs", headers=shared.reader.headers), 403, "forbidden")
+    assert_envelope(client.put("/v1/jobs", headers=shared.analyst.headers), 405)
+    assert_envelope(client.get("/v1/nowhere", headers=shared.reader.headers), 404, "not_found")
 
 
 # -- the matrix ----------------------------------------------------------------------------------
@@ -226,7 +253,7 @@ def test_matrix_no_key_is_401(fx: Fixtures, route: tuple[str, str]) -> None:
 @pytest.mark.parametrize("route", GUARDED, ids=route_id)
 def test_matrix_wrong_scope_is_403(fx: Fixtures, route: tuple[str, str]) -> None:
     method, path = route
-    required = ROUTE_SCOPES[route]
+    required = scope_of(route)
     tenant = wrong_scope_tenant(fx.secure, required)
     url = path_for(fx, method, path, fx.secure.alice)
     response = call(fx.secure.client, method, url, tenant.headers, **body_for(method, path))
@@ -267,14 +294,14 @@ def assert_allowed(fx: Fixtures, route: tuple[str, str], tenant: Tenant) -> None
 @pytest.mark.parametrize("who", ["scoped", "admin"])
 def test_matrix_right_scope_is_allowed(fx: Fixtures, route: tuple[str, str], who: str) -> None:
     """The right scope (a tenant's analyze+read key, or admin) on one's own resource."""
-    required = ROUTE_SCOPES[route]
+    required = scope_of(route)
     tenant = right_scope_tenant(fx.secure, required) if who == "scoped" else fx.secure.admin
     assert_allowed(fx, route, tenant)
 
 
 @pytest.mark.parametrize("route", MINIMAL, ids=route_id)
 def test_matrix_the_one_required_scope_is_enough(fx: Fixtures, route: tuple[str, str]) -> None:
-    assert_allowed(fx, route, minimal_tenant(fx.secure, ROUTE_SCOPES[route]))
+    assert_allowed(fx, route, minimal_tenant(fx.secure, scope_of(route)))
 
 
 @pytest.mark.parametrize("body", [b"{", b"\xff\xfe", b'{"name": '], ids=["open", "utf8", "cut"])

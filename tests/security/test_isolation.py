@@ -15,6 +15,8 @@ import pytest
 
 from tests.plugins_for_tests import Artist
 from tests.security.conftest import (
+    MCP_HEADERS,
+    MCP_INIT,
     PLUGINS,
     Secure,
     Tenant,
@@ -28,8 +30,6 @@ from tests.security.conftest import (
     upload_png,
 )
 from tests.support import png
-
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 def job_ids(response: Any) -> set[str]:
@@ -195,17 +195,7 @@ def test_idempotency_keys_are_scoped_per_caller(shared: Secure) -> None:
 
 def mcp_session(shared: Secure, tenant: Tenant) -> dict[str, str]:
     headers = {**tenant.headers, **MCP_HEADERS}
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "security-tests", "version": "1"},
-        },
-    }
-    response = shared.client.post("/mcp", json=init, headers=headers)
+    response = shared.client.post("/mcp", json=MCP_INIT, headers=headers)
     assert response.status_code == 200, response.text
     session = {
         **headers,

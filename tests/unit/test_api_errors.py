@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.plugins_for_tests import TEST_PLUGINS
 from tests.support import b64, jpeg, png
+from tests.unit.api.support import wait_for
 
 ENVELOPE_KEYS = {"code", "message", "details", "retryable", "plugin", "tool", "job_id", "timestamp"}
 TRACEBACK_MARKS = ("Traceback", 'File "')
@@ -397,16 +397,6 @@ def test_cancel_unknown_job(client: TestClient) -> None:
     assert_error(client.post(f"/v1/jobs/{MISSING_JOB}/cancel"), 404, "job_not_found")
 
 
-def wait_for(client: TestClient, job_id: str, statuses: set[str], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
-
-
 def test_result_of_an_unfinished_job(client: TestClient) -> None:
     submitted = client.post(
         "/v1/jobs", json={"plugin": "testing", "tool": "sleep", "inputs": {"seconds": 2}}
@@ -491,6 +481,25 @@ def test_unknown_route(client: TestClient) -> None:
 def test_wrong_method(client: TestClient) -> None:
     assert_error(client.get("/v1/analyze"), 405, "method_not_allowed")
     assert_error(client.delete("/v1/jobs"), 405, "method_not_allowed")
+
+
+def test_a_body_that_is_not_json_is_the_whole_bodys_problem(client: TestClient) -> None:
+    response = client.post("/v1/keys", content=b"{", headers={"content-type": "application/json"})
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"]["errors"][0]["field"] == "(body)"
+    assert error["message"] == "Invalid request: (body): JSON decode error"
+
+
+def test_a_405_lists_every_method_served_at_that_path(client: TestClient) -> None:
+    """Two routes serve /v1/jobs (POST, then GET); the router's own Allow names the first."""
+    for response in (client.delete("/v1/jobs"), client.options("/v1/jobs")):
+        error = assert_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "GET, POST"
+        assert error["details"]["allowed"] == ["GET", "POST"]
+    response = client.get("/v1/analyze")
+    assert response.headers["allow"] == "POST"
+    assert client.delete("/mcp").status_code != 405  # /mcp serves DELETE
+    assert set(client.put("/mcp").headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD", "POST"}
 
 
 def test_bad_query_parameters(client: TestClient) -> None:

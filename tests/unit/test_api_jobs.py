@@ -13,6 +13,7 @@ from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.plugins_for_tests import TEST_PLUGINS
 from tests.support import b64, png
+from tests.unit.api.support import TERMINAL, wait_for
 
 JOB_FIELDS = {
     "id",
@@ -29,7 +30,6 @@ JOB_FIELDS = {
     "started_at",
     "finished_at",
 }
-TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +43,6 @@ def submit(client: TestClient, tool: str, plugin: str = "testing", **inputs: Any
     assert response.status_code == 202, response.text
     job_id: str = response.json()["job_id"]
     return job_id
-
-
-def wait_for(
-    client: TestClient, job_id: str, statuses: set[str] = TERMINAL, timeout_s: float = 15.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} never reached {statuses}: {job}")
 
 
 def analyze(client: TestClient, plugin: str, tool: str | None = None, **inputs: Any) -> Any:

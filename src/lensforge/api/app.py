@@ -1,4 +1,5 @@
-"""``create_app(settings)``: the FastAPI application, owning its services via the lifespan."""
+"""``create_app(settings)``: the FastAPI application, owning its services via the lifespan,
+and its middleware stack, declared in one ordered list (:func:`middleware_stack`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
-from starlette.routing import Route
+from starlette.middleware import Middleware
 
 from lensforge import __version__
-from lensforge.api.auth import AuthMiddleware
+from lensforge.api.auth import ANALYZE, ASGIRoute, AuthMiddleware, requires
+from lensforge.api.cors import OriginCORSMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
+from lensforge.api.fastpath import LensForgeAPI, mount_flat
 from lensforge.api.mcp import MCPEndpoint
 from lensforge.api.routes import admin, analyze, blobs, compat, jobs, plugins, system
 from lensforge.plugin import Plugin
@@ -53,7 +55,7 @@ def create_app(
         finally:
             await services.stop()
 
-    app = FastAPI(
+    app = LensForgeAPI(
         title="LensForge",
         version=__version__,
         description="Runs vision-analysis plugins as governed, durable jobs.",
@@ -61,28 +63,40 @@ def create_app(
         # Off unless asked for: LensForge has its own /metrics, and FastAPI looks up the
         # OpenTelemetry providers on every request even when none is configured.
         telemetry=None if settings.otel else _NO_TELEMETRY,
+        middleware=middleware_stack(settings),
     )
     install_error_handlers(app)
-    # The routes join the app's own router rather than through include_router(), whose
-    # nested routing costs more per request than the hottest routes do themselves; the
-    # busiest go first, ahead of FastAPI's own /docs and /openapi.json, since the router
-    # tries routes in order.
-    ours = [
-        route
-        for module in (analyze, jobs, system, plugins, blobs, admin, compat)
-        for route in module.router.routes
-    ]
-    app.router.routes[:0] = ours
+    mount_flat(app, [m.router for m in (analyze, jobs, system, plugins, blobs, admin, compat)])
     # MCP over streamable HTTP (docs/mcp.md), served by the same services.
-    app.router.routes.append(Route("/mcp", endpoint=mcp, methods=["GET", "POST", "DELETE"]))
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=False,  # keys travel in headers; never '*' with credentials
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
-        )
-    app.add_middleware(AuthMiddleware)  # every route and /mcp: see lensforge.api.auth
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.router.routes.append(
+        ASGIRoute("/mcp", mcp, methods=["GET", "POST", "DELETE"], openapi_extra=requires(ANALYZE))
+    )
     return app
+
+
+def middleware_stack(settings: Settings) -> list[Middleware]:
+    """LensForge's middlewares, outermost first.
+
+    FastAPI wraps them: Starlette's ServerErrorMiddleware (unexpected errors, 500) outside,
+    its ExceptionMiddleware (the error handlers of lensforge.api.errors) and the router inside.
+    """
+    stack: list[Middleware] = []
+    if settings.cors_origins:
+        # Outermost, so that a browser's preflight (which carries no key, by design) is
+        # answered before auth, and every answer to an allowed origin, refusals included
+        # (401, 403, 413, 429), carries the headers its page needs to read it.
+        stack.append(
+            Middleware(
+                OriginCORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_credentials=False,  # keys travel in headers; never '*' with credentials
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            )
+        )
+    # Before anything reads the body: an oversized one is refused (413) whoever sends it,
+    # and a streamed one is cut off once it passes the limit.
+    stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    # Before any route runs, so before a body is parsed: the scope the route declares.
+    stack.append(Middleware(AuthMiddleware))
+    return stack

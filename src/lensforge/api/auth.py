@@ -1,18 +1,21 @@
-"""Who may call what, decided in one place.
+"""Who may call what: each route declares its scope where it is defined; one middleware
+applies it.
 
-Every route's required scope is in :data:`ROUTE_SCOPES`; a route missing from it is refused
-to all but admins. :class:`AuthMiddleware` applies it to every request, API routes and
-``/mcp`` alike, before the route runs. Auth is on as soon as an API key has been created
-(revoking every key does not turn it off again).
+A route declares the scope it needs with ``openapi_extra=requires(READ)`` (the OpenAPI
+document shows it as ``x-required-scope``); a route that declares none is refused to all but
+admins, so a forgotten route fails closed. :class:`AuthMiddleware` finds the route the router
+will pick (Starlette's public ``route.matches``) and applies its scope to every HTTP request,
+API routes and ``/mcp`` alike, before the route runs (so before a body is parsed). Auth is on
+as soon as an API key has been created (revoking every key does not turn it off again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, Final
 
 from starlette.datastructures import Headers
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lensforge.api.responses import error_response
@@ -21,39 +24,52 @@ from lensforge.security.keys import LOCAL_USER, Caller, key_id
 from lensforge.wiring import Services
 
 PUBLIC: Final = "public"
+READ: Final = "read"
+ANALYZE: Final = "analyze"
 ADMIN: Final = "admin"
-
-ROUTE_SCOPES: dict[tuple[str, str], str] = {
-    ("GET", "/healthz"): PUBLIC,
-    ("GET", "/readyz"): PUBLIC,
-    ("GET", "/metrics"): ADMIN,
-    ("GET", "/v1/plugins"): "read",
-    ("GET", "/v1/plugins/{plugin}"): "read",
-    ("POST", "/v1/analyze"): "analyze",
-    ("POST", "/v1/jobs"): "analyze",
-    ("GET", "/v1/jobs"): "read",
-    ("GET", "/v1/jobs/{job_id}"): "read",
-    ("GET", "/v1/jobs/{job_id}/result"): "read",
-    ("GET", "/v1/jobs/{job_id}/events"): "read",
-    ("GET", "/v1/jobs/{job_id}/stream"): "read",
-    ("POST", "/v1/jobs/{job_id}/cancel"): "analyze",
-    ("GET", "/v1/blobs/{digest}"): "read",
-    ("GET", "/v1/audit"): ADMIN,
-    ("GET", "/v1/keys"): ADMIN,
-    ("POST", "/v1/keys"): ADMIN,
-    ("DELETE", "/v1/keys/{key_id}"): ADMIN,
-    ("POST", "/v1/analyze-execution"): "analyze",
-    ("POST", "/v1/analyze-execution/async"): "analyze",
-    ("GET", "/v1/analyze-execution/jobs"): "read",
-    ("GET", "/v1/analyze-execution/jobs/{job_id}"): "read",
-    ("GET", "/v1/analyze-execution/jobs/{job_id}/result"): "read",
-    ("DELETE", "/v1/analyze-execution/jobs/{job_id}"): "analyze",
-    ("GET", "/mcp"): "analyze",
-    ("POST", "/mcp"): "analyze",
-    ("DELETE", "/mcp"): "analyze",
-}
-# FastAPI's own documentation routes.
+SCOPES: Final = (PUBLIC, READ, ANALYZE, ADMIN)
+SCOPE_KEY: Final = "x-required-scope"
+# FastAPI's own documentation routes, which it defines (so they cannot declare a scope).
 PUBLIC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+def requires(scope: str, **openapi_extra: Any) -> dict[str, Any]:
+    """A route's ``openapi_extra`` declaring the scope it needs (beside any other extra)."""
+    if scope not in SCOPES:
+        raise ValueError(f"Unknown scope {scope!r}; one of {', '.join(SCOPES)}.")
+    return {**openapi_extra, SCOPE_KEY: scope}
+
+
+def declared_scope(route: BaseRoute) -> str | None:
+    """The scope ``route`` declared (FastAPI's docs routes: public), or None."""
+    if getattr(route, "path", None) in PUBLIC_PATHS:
+        return PUBLIC
+    extra = getattr(route, "openapi_extra", None)
+    scope = extra.get(SCOPE_KEY) if isinstance(extra, dict) else None
+    return scope if isinstance(scope, str) else None
+
+
+class ASGIRoute(Route):
+    """A route to a plain ASGI app (``/mcp``), declaring its scope as API routes do."""
+
+    def __init__(
+        self, path: str, app: ASGIApp, *, methods: list[str], openapi_extra: dict[str, Any]
+    ) -> None:
+        super().__init__(path, endpoint=app, methods=methods, include_in_schema=False)
+        self.openapi_extra = openapi_extra
+
+
+def route_for(routes: Iterable[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The route the router will hand this request to: the first that matches fully, else
+    the first that matches the path only (it answers 405); None when none does (404)."""
+    partial = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return partial
 
 
 def presented_key(headers: Headers) -> str | None:
@@ -66,10 +82,11 @@ def presented_key(headers: Headers) -> str | None:
     return key or None
 
 
-def authorize(services: Services, method: str, route: str, headers: Headers) -> Caller:
-    """The caller, if it may call ``method route``; otherwise 401, 403 or 429."""
-    method = "GET" if method == "HEAD" else method
-    required = PUBLIC if route in PUBLIC_PATHS else ROUTE_SCOPES.get((method, route), ADMIN)
+def authorize(
+    services: Services, required: str, method: str, route: str, headers: Headers
+) -> Caller:
+    """The caller, if it may call ``method route``, which needs ``required``; otherwise
+    401, 403 or 429."""
     if required == PUBLIC:
         return LOCAL_USER
     if not services.keys.enabled():
@@ -107,14 +124,14 @@ def authorize(services: Services, method: str, route: str, headers: Headers) -> 
 class AuthMiddleware:
     """Authorizes every HTTP request before any route runs (so before a body is parsed).
 
-    The request's route template is found the way the router finds it, then
-    :func:`authorize` decides; the caller lands in ``request.state.caller``.
+    The route the router will pick is found with :func:`route_for`, then :func:`authorize`
+    applies the scope it declared; the caller lands in ``request.state.caller``.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._routes: list[Any] | None = None
-        self._static: dict[str, str] = {}  # paths that are their own template: no scan
+        # (method, path) -> (scope, template) for paths that are their own template: no scan
+        self._static: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,41 +142,30 @@ class AuthMiddleware:
             scope.setdefault("state", {})["caller"] = LOCAL_USER
             await self.app(scope, receive, send)
             return
-        route = self._route_template(scope)
-        if route is None:  # no such route: the router answers 404
+        found = self._required(scope)
+        if found is None:  # no such route: the router answers 404
             await self.app(scope, receive, send)
             return
+        required, template = found
         try:
-            caller = authorize(services, scope["method"], route, Headers(scope=scope))
+            caller = authorize(services, required, scope["method"], template, Headers(scope=scope))
         except LensForgeError as exc:
             await error_response(exc, exc.headers or None)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
 
-    def _route_template(self, scope: Scope) -> str | None:
-        """The template of the route the router will pick, found the way it finds it."""
-        path: str = scope["path"]
-        template = self._static.get(path)
-        if template is not None:
-            return template
-        if self._routes is None:
-            self._routes = list(_flatten(scope["app"].router.routes))
-        for route in self._routes:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:
-                template = str(route.path)
-                if template == path and len(self._static) < 256:
-                    self._static[path] = template
-                return template
-        return None
-
-
-def _flatten(routes: Iterable[Any]) -> Iterator[Any]:
-    """Every route, looking inside included routers (FastAPI wraps them lazily)."""
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from _flatten(included.routes)
-        else:
-            yield route
+    def _required(self, scope: Scope) -> tuple[str, str] | None:
+        """The scope the request's route declared (admin if none) and its template."""
+        key = (scope["method"], scope["path"])
+        found = self._static.get(key)
+        if found is not None:
+            return found
+        route = route_for(scope["app"].router.routes, scope)
+        if route is None:
+            return None
+        template = str(getattr(route, "path", scope["path"]))
+        found = (declared_scope(route) or ADMIN, template)
+        if template == scope["path"] and len(self._static) < 256:
+            self._static[key] = found
+        return found

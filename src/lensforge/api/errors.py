@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lensforge.api.responses import FastJSONResponse, error_response
@@ -19,23 +21,44 @@ from lensforge.errors import (
     NotFound,
     PayloadTooLarge,
     ValidationError,
+    pydantic_problems,
 )
 
 log = logging.getLogger(__name__)
 
 
-def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
-    problems = []
-    for err in exc.errors():
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
-        problems.append(
-            {
-                "field": ".".join(loc) or "(body)",
-                "message": err.get("msg", ""),
-                "type": err.get("type"),
-            }
-        )
-    return problems
+_SOURCES = frozenset({"body", "query", "path", "header"})
+
+
+def request_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's request errors as problems, each field named without its source
+    ("timeout_s", not "body.timeout_s"), as the analysis routes name theirs; a body that is
+    not JSON is the whole body's problem, not that of the character position FastAPI gives."""
+    errors = [
+        {**err, "loc": () if err.get("type") == "json_invalid" else tuple(err["loc"][1:])}
+        if err.get("loc") and err["loc"][0] in _SOURCES
+        else err
+        for err in exc.errors()
+    ]
+    return pydantic_problems(errors, "(body)")
+
+
+class HTTPError(LensForgeError):
+    """Any other HTTP error Starlette or FastAPI raised (a body FastAPI could not parse: 400),
+    answered with its own status."""
+
+    code = "http_error"
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:
+    """Every method served at the request's path, for a 405's ``Allow`` header (the router's
+    own lists only the methods of the first route at that path)."""
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches({**scope, "method": "\0"})  # no route serves it: paths only
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -46,23 +69,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> FastJSONResponse:
-        problems = validation_problems(exc)
-        message = "Invalid request: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return error_response(ValidationError(message, details={"errors": problems}))
+        return error_response(ValidationError.of_problems("request", request_problems(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         if exc.status_code == 404:
             return error_response(NotFound(f"No route {request.method} {request.url.path}."))
         if exc.status_code == 405:
+            allowed = allowed_methods(request.app.router.routes, request.scope)
             return error_response(
-                MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}."),
-                headers=dict(exc.headers or {}),
+                MethodNotAllowed(
+                    f"{request.method} is not allowed on {request.url.path}; it serves {allowed}.",
+                    details={"allowed": allowed.split(", ")},
+                ),
+                headers={**(exc.headers or {}), "Allow": allowed},
             )
-        error = LensForgeError(str(exc.detail))
-        error.code = "http_error"  # type: ignore[misc]
-        response = FastJSONResponse(error.envelope(), status_code=exc.status_code)
-        return response
+        envelope = HTTPError(str(exc.detail)).envelope()
+        return FastJSONResponse(envelope, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:

@@ -22,7 +22,13 @@ def error_response(exc: LensForgeError, headers: dict[str, str] | None = None) -
     return FastJSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
 
 
-def _ts(value: float | None) -> str | None:
+def result_response(job: JobRecord) -> FastJSONResponse:
+    """A successful job's result, as POST /v1/analyze and GET /v1/jobs/{id}/result give it."""
+    return FastJSONResponse({"job_id": job.id, "status": job.status.value, "result": job.result})
+
+
+def timestamp(value: float | None) -> str | None:
+    """A stored time (epoch seconds) as the API shows it, or None."""
     return None if value is None else utc_timestamp(value)
 
 
@@ -38,10 +44,10 @@ def job_view(job: JobRecord) -> dict[str, Any]:
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "cancel_requested": job.cancel_requested,
-        "created_at": _ts(job.created_at),
-        "updated_at": _ts(job.updated_at),
-        "started_at": _ts(job.started_at),
-        "finished_at": _ts(job.finished_at),
+        "created_at": timestamp(job.created_at),
+        "updated_at": timestamp(job.updated_at),
+        "started_at": timestamp(job.started_at),
+        "finished_at": timestamp(job.finished_at),
     }
     if job.error is not None and job.status.terminal:
         view["error"] = job.error["error"]

@@ -6,165 +6,171 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from lensforge.api.deps import (
-    IDEMPOTENCY_KEY_DOC,
+from lensforge.api.auth import ANALYZE, requires
+from lensforge.api.fastpath import (
+    ANALYSIS_REQUEST_DOC,
     RequestRoute,
     analysis_of,
     caller_of,
     idempotency_key_of,
 )
+from lensforge.api.models import (
+    AnalyzeRequest,
+    AnalyzeResponse,
+    JobAccepted,
+    documented,
+    operation_id,
+)
 from lensforge.api.multipart import read_form
-from lensforge.api.responses import FastJSONResponse, error_response
-from lensforge.errors import ValidationError, from_envelope
+from lensforge.api.responses import FastJSONResponse, error_response, result_response
+from lensforge.errors import ValidationError, from_envelope, pydantic_problems
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
 from lensforge.security.keys import Caller
-from lensforge.store import Status
+from lensforge.store import JobRecord, Status
 
-router = APIRouter(prefix="/v1", tags=["analysis"], route_class=RequestRoute)
-
-
-class AnalyzeBody(BaseModel):
-    """A tool call: images as base64 strings (or ``{"blob": "sha256:..."}``) inside ``inputs``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    plugin: str = Field(min_length=1, max_length=128, examples=["image"])
-    tool: str | None = Field(None, max_length=128, examples=["info"])
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: float | None = Field(None, gt=0, description="Time limit for this job.")
+# The two hottest routes: RequestRoute endpoints, read straight off the request (see fastpath).
+router = APIRouter(
+    prefix="/v1",
+    tags=["analysis"],
+    route_class=RequestRoute,
+    generate_unique_id_function=operation_id,
+)
 
 
-# The two hottest routes read their services, caller and header straight off the request
-# instead of through FastAPI dependencies (which cost more per call than the rest of the
-# route); their OpenAPI description is given here instead.
-_BODY_DOC: dict[str, Any] = {
-    "parameters": [IDEMPOTENCY_KEY_DOC],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": AnalyzeBody.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["plugin"],
-                    "properties": {
-                        "plugin": {"type": "string"},
-                        "tool": {"type": "string"},
-                        "image": {"type": "string", "format": "binary"},
-                        "inputs": {"type": "string", "description": "Other inputs, as JSON."},
-                        "timeout_s": {"type": "number"},
-                    },
-                }
-            },
-        },
-    },
-}
-
-
-def _problems(exc: PydanticValidationError) -> list[dict[str, Any]]:
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
-
-
-async def read_request(request: Request, caller: Caller, key: str | None) -> AnalysisRequest:
-    """Parse a JSON or multipart analysis request into an AnalysisRequest."""
+async def read_body(request: Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A JSON or multipart analysis request's fields (not yet validated) and uploads."""
     content_type = request.headers.get("content-type", "")
-    uploads: dict[str, bytes] = {}
-    if content_type.startswith("multipart/form-data"):
-        form = await read_form(request, max_files=16, max_fields=256)
-        fields: dict[str, Any] = dict(form.fields)
-        uploads = dict(form.files)
-        raw_inputs = fields.pop("inputs", None)
-        inputs: Any = {}
-        if raw_inputs:
-            try:
-                inputs = orjson.loads(raw_inputs)
-            except orjson.JSONDecodeError:
-                raise ValidationError("Form field 'inputs' must be a JSON object.") from None
-        if not isinstance(inputs, dict):
-            raise ValidationError("Form field 'inputs' must be a JSON object.")
-        data: dict[str, Any] = {
-            "plugin": fields.pop("plugin", ""),
-            "tool": fields.pop("tool", None) or None,
-            "timeout_s": fields.pop("timeout_s", None) or None,
-            "inputs": {**fields, **inputs},
-        }
-    else:
-        body = await request.body()
+    if not content_type.startswith("multipart/form-data"):
         try:
-            data = orjson.loads(body)
+            data = orjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:
             raise ValidationError(
                 f"The body is not valid JSON ({exc.msg}); send a JSON object or multipart form.",
             ) from None
         if not isinstance(data, dict):
             raise ValidationError("The body must be a JSON object: {plugin, tool?, inputs}.")
+        return data, {}
+    form = await read_form(request, max_files=16, max_fields=256)
+    fields: dict[str, Any] = dict(form.fields)
+    raw_inputs = fields.pop("inputs", None)
+    inputs: Any = {}
+    if raw_inputs:
+        try:
+            inputs = orjson.loads(raw_inputs)
+        except orjson.JSONDecodeError:
+            raise ValidationError("Form field 'inputs' must be a JSON object.") from None
+    if not isinstance(inputs, dict):
+        raise ValidationError("Form field 'inputs' must be a JSON object.")
+    data = {
+        "plugin": fields.pop("plugin", ""),
+        "tool": fields.pop("tool", None) or None,
+        "timeout_s": fields.pop("timeout_s", None) or None,
+        "inputs": {**fields, **inputs},
+    }
+    return data, dict(form.files)
+
+
+def validate_body(data: dict[str, Any]) -> AnalyzeRequest:
+    """The request's fields as an :class:`AnalyzeRequest`, or the validation error envelope."""
     try:
-        body_model = AnalyzeBody.model_validate(data)
+        return AnalyzeRequest.model_validate(data)
     except PydanticValidationError as exc:
-        problems = _problems(exc)
-        raise ValidationError(
-            "Invalid request: " + "; ".join(f"{p['field']}: {p['message']}" for p in problems),
-            details={"errors": problems},
-        ) from None
+        errors = exc.errors(include_url=False, include_input=False)
+        raise ValidationError.of_problems("request", pydantic_problems(errors, "(body)")) from None
+
+
+def analysis_request(
+    body: AnalyzeRequest, uploads: dict[str, bytes], caller: Caller, key: str | None
+) -> AnalysisRequest:
     return AnalysisRequest(
-        plugin=body_model.plugin,
-        tool=body_model.tool,
-        inputs=body_model.inputs,
+        plugin=body.plugin,
+        tool=body.tool,
+        inputs=body.inputs,
         uploads=uploads,
         owner=caller.id,
         admin=caller.admin,
         idempotency_key=key,
-        timeout_s=body_model.timeout_s,
+        timeout_s=body.timeout_s,
+    )
+
+
+def finished_response(job: JobRecord) -> Response:
+    """POST /v1/analyze's answer: the result, the job's error, or 202 if it outlived the wait."""
+    if job.status is Status.SUCCESS:
+        return result_response(job)
+    if job.status in (Status.FAILED, Status.CANCELLED) and job.error is not None:
+        return error_response(from_envelope(job.error))
+    return accepted_response(job, created=True)
+
+
+def accepted_response(job: JobRecord, *, created: bool) -> Response:
+    """POST /v1/jobs's answer: 202 for a new job, 200 for an idempotent retry's old one."""
+    return FastJSONResponse(
+        {"job_id": job.id, "status": job.status.value},
+        status_code=202 if created else 200,
+        headers={"Location": f"/v1/jobs/{job.id}"},
     )
 
 
 @router.post(
     "/analyze",
     summary="Run a tool and wait for its result",
-    openapi_extra=_BODY_DOC,
-    responses={200: {"description": "The job finished: {job_id, status, result}"}},
+    openapi_extra=requires(ANALYZE, **ANALYSIS_REQUEST_DOC),
+    responses=documented(
+        {
+            200: (AnalyzeResponse, "The job finished: its result"),
+            202: (JobAccepted, "Still running after the wait: poll Location"),
+        },
+        404,
+        409,
+        413,
+        415,
+        422,
+        502,
+        503,
+        504,
+    ),
 )
 async def analyze(request: Request) -> Response:
     analysis = analysis_of(request)
-    req = await read_request(request, caller_of(request), idempotency_key_of(request))
-    req.uploads = _route_uploads(analysis, req)
-    job = await analysis.analyze(req)
-    if job.status is Status.SUCCESS:
-        return FastJSONResponse(
-            {"job_id": job.id, "status": job.status.value, "result": job.result}
-        )
-    if job.status in (Status.FAILED, Status.CANCELLED) and job.error is not None:
-        return error_response(from_envelope(job.error))
-    return FastJSONResponse(
-        {"job_id": job.id, "status": job.status.value},
-        status_code=202,
-        headers={"Location": f"/v1/jobs/{job.id}"},
-    )
+    job = await analysis.analyze(await _analysis_request(analysis, request))
+    return finished_response(job)
 
 
 @router.post(
     "/jobs",
     status_code=202,
     summary="Submit a job and return at once",
-    openapi_extra=_BODY_DOC,
-    responses={202: {"description": "Accepted: {job_id, status: PENDING}"}},
+    openapi_extra=requires(ANALYZE, **ANALYSIS_REQUEST_DOC),
+    responses=documented(
+        {
+            200: (JobAccepted, "An idempotent retry: the job made before"),
+            202: (JobAccepted, "Accepted: poll Location"),
+        },
+        404,
+        409,
+        413,
+        415,
+        422,
+        503,
+    ),
 )
 async def submit_job(request: Request) -> Response:
     analysis = analysis_of(request)
-    req = await read_request(request, caller_of(request), idempotency_key_of(request))
+    job, created = await analysis.submit(await _analysis_request(analysis, request))
+    return accepted_response(job, created=created)
+
+
+async def _analysis_request(
+    analysis: AnalysisExecutionService, request: Request
+) -> AnalysisRequest:
+    caller, key = caller_of(request), idempotency_key_of(request)
+    data, uploads = await read_body(request)
+    req = analysis_request(validate_body(data), uploads, caller, key)
     req.uploads = _route_uploads(analysis, req)
-    job, created = await analysis.submit(req)
-    return FastJSONResponse(
-        {"job_id": job.id, "status": job.status.value},
-        status_code=202 if created else 200,
-        headers={"Location": f"/v1/jobs/{job.id}"},
-    )
+    return req
 
 
 def _route_uploads(analysis: AnalysisExecutionService, req: AnalysisRequest) -> dict[str, bytes]:

@@ -9,18 +9,39 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from lensforge.api.deps import CallerDep, JobsDep
-from lensforge.api.responses import FastJSONResponse, error_response, event_view, job_view
+from lensforge.api.auth import ANALYZE, READ, requires
+from lensforge.api.deps import AnalysisDep, CallerDep
+from lensforge.api.models import (
+    AnalyzeResponse,
+    Job,
+    JobEvents,
+    JobId,
+    JobPage,
+    documented,
+    operation_id,
+)
+from lensforge.api.responses import (
+    FastJSONResponse,
+    error_response,
+    event_view,
+    job_view,
+    result_response,
+)
 from lensforge.errors import Cancelled, ResultNotReady, from_envelope
 from lensforge.store import Status
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-JobId = Annotated[str, "job id"]
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], generate_unique_id_function=operation_id)
 
 
-@router.get("", summary="List jobs, newest first, with filters and cursor paging")
+@router.get(
+    "",
+    summary="List jobs, newest first, with filters and cursor paging",
+    openapi_extra=requires(READ),
+    response_model=None,
+    responses=documented({200: (JobPage, "A page of jobs")}, 422),
+)
 async def list_jobs(
-    jobs: JobsDep,
+    analysis: AnalysisDep,
     caller: CallerDep,
     status: Annotated[Status | None, Query(description="Only jobs in this state.")] = None,
     plugin: Annotated[str | None, Query(max_length=128)] = None,
@@ -30,7 +51,7 @@ async def list_jobs(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    page = await jobs.list_jobs(
+    page = await analysis.list_jobs(
         status=status,
         plugin=plugin,
         tool=tool,
@@ -46,18 +67,27 @@ async def list_jobs(
     }
 
 
-@router.get("/{job_id}", summary="A job's status, progress and timestamps")
-async def get_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
-    return job_view(await jobs.get(job_id, owner=caller.owner_filter))
+@router.get(
+    "/{job_id}",
+    summary="A job's status, progress and timestamps",
+    openapi_extra=requires(READ),
+    response_model=None,
+    responses=documented({200: (Job, "The job")}, 404, 422),
+)
+async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
+    return job_view(await analysis.get(job_id, owner=caller.owner_filter))
 
 
-@router.get("/{job_id}/result", summary="A finished job's result (409 until it finishes)")
-async def get_result(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Response:
-    job = await jobs.get(job_id, owner=caller.owner_filter)
+@router.get(
+    "/{job_id}/result",
+    summary="A finished job's result (409 until it finishes)",
+    openapi_extra=requires(READ),
+    responses=documented({200: (AnalyzeResponse, "The result")}, 404, 409, 422, 502, 503, 504),
+)
+async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
+    job = await analysis.get(job_id, owner=caller.owner_filter)
     if job.status is Status.SUCCESS:
-        return FastJSONResponse(
-            {"job_id": job.id, "status": job.status.value, "result": job.result}
-        )
+        return result_response(job)
     if job.status is Status.FAILED and job.error is not None:
         return error_response(from_envelope(job.error))
     if job.status is Status.CANCELLED:
@@ -73,9 +103,15 @@ async def get_result(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Respons
     )
 
 
-@router.get("/{job_id}/events", summary="Every state transition of a job")
-async def get_events(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[str, Any]:
-    events = await jobs.events(job_id, owner=caller.owner_filter)
+@router.get(
+    "/{job_id}/events",
+    summary="Every state transition of a job",
+    openapi_extra=requires(READ),
+    response_model=None,
+    responses=documented({200: (JobEvents, "Its transitions, oldest first")}, 404, 422),
+)
+async def get_events(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
+    events = await analysis.events(job_id, owner=caller.owner_filter)
     return {"job_id": job_id, "events": [event_view(e) for e in events]}
 
 
@@ -83,14 +119,16 @@ async def get_events(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> dict[st
     "/{job_id}/stream",
     summary="Server-Sent Events: status changes and progress, ending with the terminal state",
     response_class=StreamingResponse,
+    openapi_extra=requires(READ),
+    responses=documented({}, 404, 422),
 )
-async def stream_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> StreamingResponse:
+async def stream_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> StreamingResponse:
     owner = caller.owner_filter
-    first = await jobs.get(job_id, owner=owner)  # 404 before the stream starts
+    first = await analysis.get(job_id, owner=owner)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[bytes]:
         status = None
-        async for job in jobs.watch(first.id, owner=owner):
+        async for job in analysis.watch(first.id, owner=owner):
             view = job_view(job)
             if job.status.terminal:
                 yield _sse("done", view)
@@ -109,7 +147,20 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-@router.post("/{job_id}/cancel", summary="Cancel a pending or running job (409 if finished)")
-async def cancel_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> Response:
-    job = await jobs.cancel(job_id, owner=caller.owner_filter)
+@router.post(
+    "/{job_id}/cancel",
+    summary="Cancel a pending or running job (409 if finished)",
+    openapi_extra=requires(ANALYZE),
+    responses=documented(
+        {
+            200: (Job, "It had finished, or is cancelled now"),
+            202: (Job, "Cancel requested: it stops soon"),
+        },
+        404,
+        409,
+        422,
+    ),
+)
+async def cancel_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
+    job = await analysis.cancel(job_id, owner=caller.owner_filter)
     return FastJSONResponse(job_view(job), status_code=200 if job.status.terminal else 202)

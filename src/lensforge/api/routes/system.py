@@ -8,23 +8,36 @@ from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from lensforge.api.deps import JobsDep, RegistryDep, ServicesDep
+from lensforge.api.auth import ADMIN, PUBLIC, requires
+from lensforge.api.deps import AnalysisDep, RegistryDep, ServicesDep
+from lensforge.api.models import Health, Readiness, documented, operation_id
 from lensforge.api.responses import FastJSONResponse, error_response
 from lensforge.errors import LensForgeError, StoreError
 from lensforge.wiring import Services
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], generate_unique_id_function=operation_id)
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get(
+    "/healthz",
+    summary="The process is alive",
+    openapi_extra=requires(PUBLIC),
+    response_model=None,
+    responses=documented({200: (Health, "Alive")}, public=True),
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The store answers and plugins are loaded")
-async def readyz(jobs: JobsDep, registry: RegistryDep) -> Response:
+@router.get(
+    "/readyz",
+    summary="The store answers and plugins are loaded",
+    openapi_extra=requires(PUBLIC),
+    responses=documented({200: (Readiness, "Ready")}, 503, public=True),
+)
+async def readyz(analysis: AnalysisDep, registry: RegistryDep) -> Response:
     try:
-        await jobs.ping()
+        await analysis.ping()
     except LensForgeError as exc:
         return error_response(exc)
     except Exception:
@@ -63,6 +76,7 @@ class _Collector:
         )
         for record in self.services.registry.records():
             state.add_metric([record.name, record.current_state.value], 1)
+        # The one read past the analysis service, until it exposes the store's write stats.
         transactions, writes = self.services.jobs.write_stats
         yield CounterMetricFamily(
             "lensforge_store_transactions", "Job-store write transactions", value=transactions
@@ -73,8 +87,14 @@ class _Collector:
         yield from (calls, errors, seconds, jobs, state)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(services: ServicesDep, jobs: JobsDep) -> Response:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    openapi_extra=requires(ADMIN),
+    responses=documented({}),
+)
+async def metrics(services: ServicesDep, analysis: AnalysisDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(services, await jobs.counts()))
+    registry.register(_Collector(services, await analysis.counts()))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
