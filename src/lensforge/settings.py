@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from lensforge.blobs import BlobStore, S3BlobStore
+    from lensforge.blobs import Blobs
     from lensforge.video.probe import VideoLimits
 
 
@@ -220,7 +220,7 @@ class Settings(BaseSettings):
             max_frames=self.max_video_frames,
         )
 
-    def open_blobs(self) -> BlobStore | S3BlobStore:
+    def open_blobs(self) -> Blobs:
         """The blob store these settings name (see ``blob_url``)."""
         from lensforge.blobs import S3Options, open_blob_store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lensforge.blobs import BlobStore
+from lensforge.blobs import Blobs
 from lensforge.execution.analysis import AnalysisExecutionService
 from lensforge.execution.executors import Executor, InlineExecutor, ThreadExecutor
 from lensforge.execution.executors.local import LocalExecutor
@@ -12,6 +12,7 @@ from lensforge.execution.jobs import JobExecutionService
 from lensforge.execution.plugins import PluginExecutionService
 from lensforge.execution.tool_runner import ToolRunner
 from lensforge.execution.worker import WorkerConfig, plugin_path
+from lensforge.forgesyte import ForgeSyteOptions
 from lensforge.media import MediaLimits
 from lensforge.plugin import Plugin
 from lensforge.registry import Registry, load_registry
@@ -28,7 +29,7 @@ class Services:
 
     settings: Settings
     store: JobStore
-    blobs: BlobStore
+    blobs: Blobs
     registry: Registry
     jobs: JobExecutionService
     analysis: AnalysisExecutionService
@@ -36,17 +37,23 @@ class Services:
     audit: AuditLog
     limiter: RateLimiter
 
-    async def start(self, *, dispatch: bool = True) -> None:
-        await self.jobs.start(dispatch=dispatch)
+    async def start(self, *, dispatch: bool | None = None) -> None:
+        """Start the job layer; it claims and runs jobs unless ``dispatch`` (default: the
+        ``execute`` setting) says this process only accepts them (an API-only server)."""
+        await self.jobs.start(dispatch=self.settings.execute if dispatch is None else dispatch)
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        self.registry.teardown()  # plugins set up in this process (inline, thread executors)
         self.store.close()
 
 
 def build_registry(settings: Settings, extra_plugins: list[type[Plugin]] | None = None) -> Registry:
     return load_registry(
-        allow=settings.plugins_allow, block=settings.plugins_block, extra=extra_plugins
+        allow=settings.plugins_allow,
+        block=settings.plugins_block,
+        extra=extra_plugins,
+        forgesyte=ForgeSyteOptions.from_settings(settings),
     )
 
 
@@ -59,9 +66,9 @@ def build_services(
     """The store (migrated), blobs, registry, executor and the three services."""
     store = JobStore(settings.database_url)
     store.migrate()
-    blobs = BlobStore(settings.blob_dir)
+    blobs = settings.open_blobs()
     registry = build_registry(settings, extra_plugins)
-    limits = MediaLimits(settings.max_image_bytes, settings.max_image_pixels)
+    limits = MediaLimits(settings.max_image_bytes, settings.max_image_pixels, settings.video_limits)
     runner = ToolRunner(registry, blobs, limits)
     kind = executor or settings.executor
     chosen: Executor
@@ -71,14 +78,22 @@ def build_services(
         chosen = ThreadExecutor(runner, settings.workers)
     else:
         config = WorkerConfig(
-            blob_dir=settings.blob_dir,
+            settings=settings,
             limits=limits,
-            plugins_allow=settings.plugins_allow,
-            plugins_block=settings.plugins_block,
             extra_plugins=[plugin_path(cls) for cls in extra_plugins or ()],
-            memory_limit_mb=settings.worker_memory_mb,
         )
-        chosen = LocalExecutor(config, settings.workers, cancel_grace_s=settings.cancel_grace_s)
+        if kind == "ray":
+            from lensforge.execution.executors.ray import RayExecutor
+
+            chosen = RayExecutor(
+                config,
+                registry,
+                settings.workers,
+                address=settings.ray_address,
+                cancel_grace_s=settings.cancel_grace_s,
+            )
+        else:
+            chosen = LocalExecutor(config, settings.workers, cancel_grace_s=settings.cancel_grace_s)
     plugins = PluginExecutionService(
         registry,
         chosen,

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from lensforge.api import auth, create_app
-from lensforge.api.compat.forgesyte import build_router, route_scopes
+from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.support import b64, png
 
@@ -22,8 +21,6 @@ PREFIX = "/forgesyte"
 def client(
     installed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestClient]:
-    # What the lead's mount does: the router in the app, its scopes in the auth table.
-    monkeypatch.setattr(auth, "ROUTE_SCOPES", {**auth.ROUTE_SCOPES, **route_scopes(PREFIX)})
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'lensforge.db'}",
         data_dir=tmp_path / "data",
@@ -32,7 +29,6 @@ def client(
         executor="thread",
     )
     app = create_app(settings)
-    app.include_router(build_router(PREFIX))
     with TestClient(app) as test_client:
         yield test_client
 

@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 
 from lensforge import __version__
 from lensforge.api.auth import ANALYZE, ASGIRoute, AuthMiddleware, requires
+from lensforge.api.compat.forgesyte import build_router as forgesyte_router
 from lensforge.api.cors import OriginCORSMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.fastpath import LensForgeAPI, mount_flat
@@ -66,7 +67,8 @@ def create_app(
         middleware=middleware_stack(settings),
     )
     install_error_handlers(app)
-    mount_flat(app, [m.router for m in (analyze, jobs, system, plugins, blobs, admin, compat)])
+    routers = [m.router for m in (analyze, jobs, system, plugins, blobs, admin, compat)]
+    mount_flat(app, [*routers, forgesyte_router(settings.forgesyte_prefix)])
     # MCP over streamable HTTP (docs/mcp.md), served by the same services.
     app.router.routes.append(
         ASGIRoute("/mcp", mcp, methods=["GET", "POST", "DELETE"], openapi_extra=requires(ANALYZE))
@@ -96,7 +98,11 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
         )
     # Before anything reads the body: an oversized one is refused (413) whoever sends it,
     # and a streamed one is cut off once it passes the limit.
-    stack.append(Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes))
+    # Uploads to POST /v1/blobs stream to disk, so they may be as large as a video.
+    uploads = {"/v1/blobs": max(settings.max_video_bytes, settings.max_image_bytes)}
+    stack.append(
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, streamed=uploads)
+    )
     # Before any route runs, so before a body is parsed: the scope the route declares.
     stack.append(Middleware(AuthMiddleware))
     return stack

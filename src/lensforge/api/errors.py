@@ -107,15 +107,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
 class BodyLimitMiddleware:
     """413 before reading a body whose Content-Length is too large, or once a streamed
-    (chunked) body passes the limit, so no oversized body is ever held in memory."""
+    (chunked) body passes the limit, so no oversized body is ever held in memory.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``streamed`` names paths whose body is streamed to disk rather than held (uploads to
+    ``POST /v1/blobs``): they get their own, larger cap (videos)."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, streamed: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = streamed or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        own = self.streamed.get(scope["path"])
+        if own is not None and scope["method"] == "POST":
+            await BodyLimitMiddleware(self.app, own)(scope, receive, send)
             return
         declared: int | None = None
         chunked = False

@@ -75,6 +75,20 @@ class BlobRef(BaseModel):
     blob: str = Field(pattern=DIGEST_PATTERN, examples=["sha256:" + "0" * 64])
 
 
+class StoredBlob(BaseModel):
+    """An upload as stored: its reference and what it holds (an image's size, a video's
+    probed facts)."""
+
+    blob: str = Field(pattern=DIGEST_PATTERN)
+    media_type: str
+    size: int = Field(description="Bytes stored.")
+    kind: Literal["image", "video"]
+    image: dict[str, int] | None = Field(None, description="width and height.")
+    video: dict[str, Any] | None = Field(
+        None, description="container, codec, width, height, fps, duration_s, frame_count, ..."
+    )
+
+
 class NewKey(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     scopes: list[str] = Field(min_length=1, max_length=3, examples=[["analyze", "read"]])
@@ -246,7 +260,10 @@ _WHY = {
     405: "The route does not serve this method.",
     409: "The job's state does not allow it (not finished, cancelled, a reused key).",
     413: "The body is larger than the server's limit.",
-    415: "The image is in no format this server reads.",
+    415: "The media is in no format this server reads.",
+    416: "The Range asked for lies beyond the blob's end.",
+    431: "The request's headers are too large or too many.",
+    507: "The server's blob storage is full; nothing was stored.",
     422: "The request does not match the route's or the tool's schema.",
     429: "Too many requests for this key; see Retry-After.",
     500: "An unexpected error; quote its request id to the operator.",

@@ -35,9 +35,7 @@ class Blobs(Protocol):
     def stream(self, ref: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
 
 
-def open_blob_store(
-    url: str | None, data_dir: Path, options: S3Options | None = None
-) -> BlobStore | S3BlobStore:
+def open_blob_store(url: str | None, data_dir: Path, options: S3Options | None = None) -> Blobs:
     """The store for ``url`` (``s3://bucket/prefix``), or the local one under ``data_dir``."""
     if url and url.startswith("s3://"):
         return S3BlobStore(url, data_dir / "incoming", options)

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from lensforge.blobs import BlobStore, blob_refs, parse_digest
+from lensforge.blobs import Blobs, blob_refs, parse_digest
 from lensforge.errors import BlobNotFound, LensForgeError, ValidationError
 from lensforge.execution.jobs import JobExecutionService
+from lensforge.execution.uploads import StoredUpload, store_upload
 from lensforge.media import MediaLimits, decode_base64, probe
 from lensforge.registry import Registry
 from lensforge.store import Event, JobRecord, NewJob
 from lensforge.tools import ToolSpec
+from lensforge.video.probe import probe_video
 
 INLINE_MEDIA_BYTES = 1024 * 1024  # media up to this size is prepared on the event loop
 
@@ -47,7 +49,7 @@ class AnalysisExecutionService:
         self,
         registry: Registry,
         jobs: JobExecutionService,
-        blobs: BlobStore,
+        blobs: Blobs,
         *,
         limits: MediaLimits,
         max_timeout_s: float,
@@ -93,6 +95,13 @@ class AnalysisExecutionService:
 
     async def owns_blob(self, digest: str, owner: str) -> bool:
         return await self.jobs.owns_blob(digest, owner)
+
+    async def upload(self, chunks: AsyncIterable[bytes], owner: str) -> StoredUpload:
+        """Stream an upload into the blob store, checked by kind (an image or a video: see
+        :mod:`lensforge.execution.uploads`), and make it the caller's."""
+        stored = await store_upload(self.blobs, chunks, self.limits)
+        await self.jobs.own_blob(parse_digest(stored.blob), owner)
+        return stored
 
     async def counts(self) -> dict[str, int]:
         return await self.jobs.counts()
@@ -171,20 +180,23 @@ class AnalysisExecutionService:
         size = sum(map(len, request.uploads.values())) + sum(
             len(v) for v in request.inputs.values() if isinstance(v, str)
         )
-        if size > INLINE_MEDIA_BYTES:  # decoding, hashing and writing it would stall the loop
+        videos = self.resolve(request.plugin, request.tool).video_fields
+        if size > INLINE_MEDIA_BYTES or videos:  # decoding, probing, hashing, writing: a thread
             return await asyncio.to_thread(self.prepare, request)
         return self.prepare(request)  # cheaper here than the hop to a thread
 
     def _store_media(
         self, spec: ToolSpec, inputs: dict[str, Any], uploads: dict[str, bytes]
     ) -> dict[str, Any]:
-        unknown = set(uploads) - set(spec.media_fields)
+        unknown = set(uploads) - set(spec.media_fields) - set(spec.video_fields)
         if unknown:
             raise ValidationError(
-                f"Uploaded file field(s) {sorted(unknown)} are not image inputs of this tool; "
-                f"its image inputs are {list(spec.media_fields)}.",
+                f"Uploaded file field(s) {sorted(unknown)} are not media inputs of this tool; "
+                f"its media inputs are {[*spec.media_fields, *spec.video_fields]}.",
                 details={"fields": sorted(unknown)},
             )
+        for name in spec.video_fields:
+            inputs[name] = self._store_video(name, uploads.get(name, inputs.get(name)))
         for name in spec.media_fields:
             value = uploads.get(name, inputs.get(name))
             if isinstance(value, str):
@@ -205,6 +217,36 @@ class AnalysisExecutionService:
                         details={"field": name, "blob": str(value["blob"])[:80]},
                     )
         return inputs
+
+    def _store_video(self, name: str, value: Any) -> Any:
+        """A video input: an uploaded file (probed, then stored) or a stored blob (probed
+        where it lies, on the local store; an S3 one is probed when its job starts)."""
+        try:
+            if isinstance(value, bytes):
+                with self.blobs.writer(self.limits.video.max_bytes) as writer:
+                    writer.write(value)
+                    probe_video(writer.path, self.limits.video)
+                    return {"blob": writer.commit()}
+            if isinstance(value, str):
+                raise ValidationError(
+                    f"Field '{name}' is a video: upload it (multipart, or POST /v1/blobs) and "
+                    'pass {"blob": "sha256:..."}; videos are not sent as base64.'
+                )
+            if isinstance(value, dict) and "blob" in value:
+                ref = f"sha256:{parse_digest(str(value['blob']))}"
+                if not self.blobs.exists(ref):
+                    raise BlobNotFound(
+                        f"Field '{name}' names a blob this server does not hold.",
+                        details={"blob": str(value["blob"])[:80]},
+                    )
+                if self.blobs.location == "local":
+                    with self.blobs.local_path(ref) as path:
+                        probe_video(path, self.limits.video)
+                return {"blob": ref}
+        except LensForgeError as exc:
+            exc.details.setdefault("field", name)
+            raise
+        return value  # missing or malformed: the schema check says what is wrong
 
     def _check_shape(self, spec: ToolSpec, inputs: dict[str, Any]) -> None:
         """Refuse hostile shapes (deep nesting, huge strings) before any schema work."""

@@ -139,6 +139,10 @@ class JobExecutionService:
     async def owns_blob(self, digest: str, owner: str) -> bool:
         return await self.store.owns_blob(digest, owner)
 
+    async def own_blob(self, digest: str, owner: str) -> None:
+        """Record that ``owner`` uploaded the blob (so it may read and reference it)."""
+        await self.store.add_blob_owners([(digest, owner)])
+
     async def ping(self) -> None:
         await self.store.ping()
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from lensforge.blobs import BlobStore, parse_digest
+from lensforge.blobs import Blobs, parse_digest
 from lensforge.errors import (
     InternalError,
     LensForgeError,
@@ -94,7 +94,7 @@ class Outcome:
 class ToolRunner:
     """Runs tool calls against the plugins of one registry, in the current process."""
 
-    def __init__(self, registry: Registry, blobs: BlobStore, limits: MediaLimits) -> None:
+    def __init__(self, registry: Registry, blobs: Blobs, limits: MediaLimits) -> None:
         self.registry = registry
         self.blobs = blobs
         self.limits = limits

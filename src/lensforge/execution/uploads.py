@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensforge.blobs import BlobStore, BlobWriter, S3BlobStore
+from lensforge.blobs import Blobs, BlobWriter
 from lensforge.errors import LensForgeError, UnsupportedMediaType
 from lensforge.media import MediaLimits, probe, sniff
 from lensforge.video.probe import SNIFF_BYTES, probe_video, sniff_video
@@ -61,7 +61,7 @@ def kind_of(head: bytes) -> str:
 
 
 async def store_upload(
-    blobs: BlobStore | S3BlobStore, chunks: AsyncIterable[bytes], limits: MediaLimits
+    blobs: Blobs, chunks: AsyncIterable[bytes], limits: MediaLimits
 ) -> StoredUpload:
     """Stream ``chunks`` into ``blobs``, check them, and keep them (see the module docstring)."""
     writer = blobs.writer(max_bytes=max(limits.max_bytes, limits.video.max_bytes))

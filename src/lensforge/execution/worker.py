@@ -25,28 +25,35 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-from lensforge.blobs import BlobStore
 from lensforge.errors import Cancelled
 from lensforge.execution.channel import BlockingChannel
 from lensforge.execution.tool_runner import Outcome, ToolCall, ToolRunner
+from lensforge.forgesyte import ForgeSyteOptions
 from lensforge.media import MediaLimits
 from lensforge.plugin import Plugin
-from lensforge.registry import load_registry
+from lensforge.registry import Registry, load_registry
+from lensforge.settings import Settings
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What a worker needs to rebuild the server's plugin registry (picklable)."""
+    """What a worker needs to rebuild the server's plugin registry and blob store
+    (picklable: it crosses to worker processes and Ray actors)."""
 
-    blob_dir: Path
+    settings: Settings
     limits: MediaLimits
-    plugins_allow: list[str] = field(default_factory=list)
-    plugins_block: list[str] = field(default_factory=list)
     extra_plugins: list[str] = field(default_factory=list)  # "module:QualName"
-    memory_limit_mb: int = 0
+
+    def registry(self, *, only: str | None = None) -> Registry:
+        """The server's registry, rebuilt here (``only`` one plugin: a Ray plugin actor)."""
+        return load_registry(
+            allow=[only] if only else self.settings.plugins_allow,
+            block=self.settings.plugins_block,
+            extra=[import_plugin(path) for path in self.extra_plugins],
+            forgesyte=ForgeSyteOptions.from_settings(self.settings),
+        )
 
 
 def plugin_path(plugin_cls: type[Plugin]) -> str:
@@ -80,15 +87,11 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
         os._exit(0)  # the supervisor went away before we started
     with contextlib.suppress(OSError, AttributeError):  # Linux; elsewhere the default policy
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    registry = load_registry(
-        allow=config.plugins_allow,
-        block=config.plugins_block,
-        extra=[import_plugin(path) for path in config.extra_plugins],
-    )
+    registry = config.registry()
     registry.initialize()
     gc.freeze()  # models and modules loaded by setup() live as long as the worker
-    _limit_memory(config.memory_limit_mb)
-    runner = ToolRunner(registry, BlobStore(config.blob_dir), config.limits)
+    _limit_memory(config.settings.worker_memory_mb)
+    runner = ToolRunner(registry, config.settings.open_blobs(), config.limits)
     states = {r.name: (r.state.value, r.reason) for r in registry.records()}
     try:
         channel.send([("ready", os.getpid(), states)])

@@ -27,10 +27,9 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 
 from lensforge import __version__
-from lensforge.api.auth import authorize
+from lensforge.api.auth import authorize, requires
 from lensforge.api.compat import forgesyte_views as views
 from lensforge.api.deps import AnalysisDep, CallerDep
-from lensforge.api.errors import validation_problems
 from lensforge.api.multipart import read_form
 from lensforge.api.responses import FastJSONResponse
 from lensforge.errors import (
@@ -39,6 +38,7 @@ from lensforge.errors import (
     LensForgeError,
     NotFound,
     ValidationError,
+    pydantic_problems,
     utc_timestamp,
 )
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
@@ -68,7 +68,7 @@ ROUTES: tuple[tuple[str, str, str], ...] = (  # (method, path below the prefix, 
 
 
 def route_scopes(prefix: str = "/forgesyte") -> dict[tuple[str, str], str]:
-    """Each route's required scope, keyed as ``lensforge.api.auth.ROUTE_SCOPES`` is."""
+    """Each route's required scope by (method, path): declared on the routes themselves."""
     return {(method, prefix + path): scope for method, path, scope in ROUTES}
 
 
@@ -82,11 +82,8 @@ class ForgeSyteRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                problems = validation_problems(exc)
-                message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-                error: LensForgeError = ValidationError(
-                    f"Invalid request: {message}", details={"errors": problems}
-                )
+                problems = pydantic_problems(list(exc.errors()), "(body)")
+                error: LensForgeError = ValidationError.of_problems("request", problems)
             except LensForgeError as exc:
                 error = exc
             status, body = views.exception_view(error, request.method)
@@ -293,6 +290,13 @@ def build_router(prefix: str = "/forgesyte") -> APIRouter:
     async def job_progress(websocket: WebSocket, job_id: str) -> None:
         await _progress_socket(websocket, job_id, prefix + "/v1/ws/jobs/{job_id}")
 
+    # Each route declares its scope where the app's auth middleware reads it.
+    scopes = route_scopes(prefix)
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            (method,) = route.methods or {"GET"}
+            scope = requires(scopes[(method, route.path)])
+            route.openapi_extra = {**(route.openapi_extra or {}), **scope}
     return router
 
 
@@ -374,7 +378,7 @@ async def _socket_caller(websocket: WebSocket, route: str) -> Caller:
             else None
         )
         headers = Headers({"x-api-key": str(key)} if key else {})
-    return authorize(services, "GET", route, headers)
+    return authorize(services, _READ, "GET", route, headers)
 
 
 async def _progress_socket(websocket: WebSocket, job_id: str, route: str) -> None:

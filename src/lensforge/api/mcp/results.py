@@ -22,7 +22,7 @@ import mcp_types as types
 import orjson
 
 from lensforge.api.mcp.catalog import BLOB_URI, BLOB_URI_PREFIX, BLOB_URI_TEMPLATE, Entry
-from lensforge.blobs import BlobStore
+from lensforge.blobs import Blobs
 from lensforge.errors import (
     BlobNotFound,
     Cancelled,
@@ -73,7 +73,7 @@ def job_error(job: JobRecord) -> LensForgeError:
 class Results:
     """Renders jobs as tool results and reads blobs as resources."""
 
-    def __init__(self, blobs: BlobStore, inline_bytes: int = INLINE_IMAGE_BYTES) -> None:
+    def __init__(self, blobs: Blobs, inline_bytes: int = INLINE_IMAGE_BYTES) -> None:
         self.blobs = blobs
         self.inline_bytes = inline_bytes
 
@@ -107,10 +107,9 @@ class Results:
             seen.add(ref)
             uri = BLOB_URI_PREFIX + ref.removeprefix("sha256:")
             try:
-                path = self.blobs.path(ref)
-                size = path.stat().st_size
+                size = self.blobs.size(ref)
                 if size <= self.inline_bytes:
-                    data = base64.b64encode(path.read_bytes()).decode()
+                    data = base64.b64encode(self.blobs.get(ref)).decode()
                     yield types.ImageContent(
                         type="image", data=data, mime_type=media_type, meta={"uri": uri}
                     )

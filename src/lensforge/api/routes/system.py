@@ -76,8 +76,7 @@ class _Collector:
         )
         for record in self.services.registry.records():
             state.add_metric([record.name, record.current_state.value], 1)
-        # The one read past the analysis service, until it exposes the store's write stats.
-        transactions, writes = self.services.jobs.write_stats
+        transactions, writes = self.services.analysis.write_stats
         yield CounterMetricFamily(
             "lensforge_store_transactions", "Job-store write transactions", value=transactions
         )

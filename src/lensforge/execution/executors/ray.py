@@ -44,15 +44,11 @@ class PluginHost:
     """The body of a plugin actor (a plain class, so it can be tested without Ray)."""
 
     def __init__(self, config: WorkerConfig, plugin: str) -> None:
-        from lensforge.blobs import BlobStore
         from lensforge.execution.tool_runner import ToolRunner
-        from lensforge.execution.worker import import_plugin
-        from lensforge.registry import load_registry
 
-        extra = [import_plugin(path) for path in config.extra_plugins]
-        self.registry = load_registry(allow=[plugin], extra=extra)
+        self.registry = config.registry(only=plugin)
         self.registry.initialize()
-        self.runner = ToolRunner(self.registry, BlobStore(config.blob_dir), config.limits)
+        self.runner = ToolRunner(self.registry, config.settings.open_blobs(), config.limits)
         self._cancelled: set[str] = set()
         self._progress: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
@@ -106,6 +102,7 @@ class RayExecutor:
     """Runs calls on Ray actors; see the module docstring."""
 
     name = "ray"
+    in_process = False  # the ToolRunner runs in the actors: metrics are recorded here
 
     def __init__(
         self,
