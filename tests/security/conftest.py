@@ -232,7 +232,7 @@ def app_routes(app: FastAPI) -> list[tuple[str, str]]:
     found = {
         (method, str(path))
         for methods, path in routes
-        for method in (methods or {"GET"})
+        for method in (methods or ())  # WebSocket routes authorize themselves
         if method != "HEAD"
     }
     return sorted(found, key=lambda item: (item[1], item[0]))

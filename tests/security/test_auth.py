@@ -47,7 +47,7 @@ ROUTES = app_routes(APP)
 DECLARED: dict[tuple[str, str], str | None] = {
     (method, str(getattr(route, "path", ""))): declared_scope(route)
     for route in APP.router.routes
-    for method in getattr(route, "methods", None) or {"GET"}
+    for method in getattr(route, "methods", None) or ()
     if method != "HEAD"
 }
 GUARDED = [route for route in ROUTES if route[1] not in PUBLIC]
@@ -89,7 +89,7 @@ def path_for(fx: Fixtures, method: str, path: str, owner: Tenant, *, live: bool 
     for requests that must be refused before the job is even looked at).
     """
     secure = fx.secure
-    values: dict[str, str] = {"plugin": "testing"}
+    values: dict[str, str] = {"plugin": "testing", "plugin_id": "testing", "tool_name": "echo"}
     if "{job_id}" in path:
         if live and is_cancel(method, path):
             values["job_id"] = start_sleeper(secure.client, owner)
@@ -113,6 +113,15 @@ def body_for(method: str, path: str) -> dict[str, Any]:
         return {"json": {"plugin": "testing", "tool_name": "size", "image": b64(png(8, 8))}}
     if path == "/v1/keys" and method == "POST":
         return {"json": {"name": "matrix", "scopes": ["read"]}}
+    if path == "/v1/blobs" and method == "POST":
+        return {"content": png(8, 8)}
+    if path.endswith("/v1/image/submit"):
+        return {
+            "params": {"plugin_id": "testing", "tool": "size"},
+            "files": {"file": ("a.png", png(8, 8), "image/png")},
+        }
+    if path.endswith("/tools/{tool_name}/run"):
+        return {"json": {"args": {"text": "matrix"}}}
     if path == "/mcp":
         return {"json": MCP_INIT, "headers": MCP_HEADERS} if method == "POST" else {}
     return {}

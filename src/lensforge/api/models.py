@@ -114,6 +114,15 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+class ForgeSyteError(BaseModel):
+    """The error shape of the ``/forgesyte`` routes: ForgeSyte's ``detail``, with LensForge's
+    ``code`` and envelope body beside it."""
+
+    detail: str
+    code: str
+    error: dict[str, Any]
+
+
 # -- jobs ----------------------------------------------------------------------------------------
 
 
@@ -177,6 +186,14 @@ class Metrics(BaseModel):
     latency_ms: dict[str, float | None]
 
 
+class ToolResources(BaseModel):
+    """What one call needs (Ray resource requests)."""
+
+    cpus: float | None
+    gpus: float
+    memory_mb: int | None
+
+
 class ToolManifest(BaseModel):
     name: str
     qualified_name: str
@@ -185,7 +202,10 @@ class ToolManifest(BaseModel):
     output_schema: dict[str, Any]
     timeout_s: float | None
     retry_on: list[str]
-    media_inputs: list[str]
+    media_inputs: list[str] = Field(description="Image inputs.")
+    video_inputs: list[str] = Field(description="Video inputs (blob references).")
+    resources: ToolResources
+    long: bool = Field(description="Usually runs long (MCP answers it with a task at once).")
     metrics: Metrics
 
 

@@ -16,6 +16,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Header, Response
 from fastapi.testclient import TestClient
 
+from lensforge.api.compat.forgesyte import build_router as forgesyte_router
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.fastpath import IDEMPOTENCY_KEY_MAX, RequestRoute
 from lensforge.api.models import AnalyzeRequest
@@ -172,6 +173,7 @@ def test_flat_routing_serves_what_included_routers_serve(client: TestClient) -> 
     included = FastAPI()
     for module in (analyze, jobs, system, plugins, blobs, admin, compat):
         included.include_router(module.router)
+    included.include_router(forgesyte_router())
     ours = {p: v for p, v in app.openapi()["paths"].items() if not p.startswith("/plain")}
     assert ours == included.openapi()["paths"]
     assert all(type(route) is RequestRoute for route in analyze.router.routes)

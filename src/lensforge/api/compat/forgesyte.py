@@ -30,6 +30,7 @@ from lensforge import __version__
 from lensforge.api.auth import authorize, requires
 from lensforge.api.compat import forgesyte_views as views
 from lensforge.api.deps import AnalysisDep, CallerDep
+from lensforge.api.models import ForgeSyteError
 from lensforge.api.multipart import read_form
 from lensforge.api.responses import FastJSONResponse
 from lensforge.errors import (
@@ -98,7 +99,16 @@ class ToolRunBody(BaseModel):
 
 def build_router(prefix: str = "/forgesyte") -> APIRouter:
     """ForgeSyte's routes under ``prefix``."""
-    router = APIRouter(prefix=prefix, tags=["forgesyte"], route_class=ForgeSyteRoute)
+    router = APIRouter(
+        prefix=prefix,
+        tags=["forgesyte"],
+        route_class=ForgeSyteRoute,
+        generate_unique_id_function=lambda route: f"forgesyte_api_{route.name}",
+        responses={
+            status: {"model": ForgeSyteError, "description": "ForgeSyte's error shape"}
+            for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504)
+        },
+    )
 
     def result_url(job_id: str) -> str:
         return f"{prefix}/v1/jobs/{job_id}/result"
