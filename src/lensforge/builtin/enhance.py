@@ -27,6 +27,15 @@ class Variant:
     pixels: np.ndarray
     to_original: np.ndarray  # 2x3 affine matrix, variant (x, y, 1) -> original (x, y)
 
+    def box(
+        self, x: float, y: float, width: float, height: float
+    ) -> tuple[float, float, float, float]:
+        """The axis-aligned box (x, y, width, height) in the original around a variant's box."""
+        corners = [self.point(cx, cy) for cx in (x, x + width) for cy in (y, y + height)]
+        xs = [cx for cx, _ in corners]
+        ys = [cy for _, cy in corners]
+        return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+
     def point(self, x: float, y: float) -> tuple[float, float]:
         m = self.to_original
         return (
@@ -94,6 +103,35 @@ def rotate(source: Variant, degrees: float, fill: int = 255) -> Variant:
     )
     back = cv2.invertAffineTransform(forward)
     return _then(source, f"{source.name}+rotated{degrees:+.0f}", pixels, np.asarray(back))
+
+
+def turn(source: Variant, quarter_turns: int) -> Variant:
+    """Rotate by a multiple of 90 degrees counter-clockwise, exactly (no resampling)."""
+    import numpy as np
+
+    k = quarter_turns % 4
+    if k == 0:
+        return source
+    height, width = source.pixels.shape[:2]
+    pixels = np.ascontiguousarray(np.rot90(source.pixels, k))
+    back = {
+        1: [[0.0, -1.0, width], [1.0, 0.0, 0.0]],
+        2: [[-1.0, 0.0, width], [0.0, -1.0, height]],
+        3: [[0.0, 1.0, 0.0], [-1.0, 0.0, height]],
+    }[k]
+    return _then(source, f"{source.name}+turned{90 * k}", pixels, np.array(back))
+
+
+def crop(source: Variant, x0: int, y0: int, x1: int, y1: int) -> Variant:
+    """The rectangle [x0, x1) x [y0, y1) of ``source`` (clamped to it)."""
+    import numpy as np
+
+    height, width = source.pixels.shape[:2]
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = min(width, x1), min(height, y1)
+    pixels = np.ascontiguousarray(source.pixels[y0:y1, x0:x1])
+    back = np.array([[1.0, 0.0, float(x0)], [0.0, 1.0, float(y0)]])
+    return _then(source, f"{source.name}+crop", pixels, back)
 
 
 def dominant_orientations(gray: np.ndarray, tile: int = 48, top: int = 2) -> list[float]:
