@@ -205,7 +205,7 @@ class ObjectsPlugin(Plugin):
             axis=1,
         )
         height, width = rgb.shape[:2]
-        detections = []
+        detections: list[Detection] = []
         for i in nms_per_label(corners, best, labels, iou):
             if len(detections) == max_detections:
                 break
