@@ -83,6 +83,9 @@ def test_letterboxing_itself() -> None:
     stretched = fit(rgb, 640, 640, "stretch")
     assert (stretched.scale_x, stretched.scale_y, stretched.pad_y) == (2, 4, 0)
     assert np.allclose(stretched.tensor[0, :, 0, 0], np.array([40, 90, 200]) / 255)
+    imagenet = fit(rgb, 64, 64, "stretch", "imagenet")
+    expected = (np.array([40, 90, 200]) / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    assert np.allclose(imagenet.tensor[0, :, 5, 5], expected, atol=1e-5)
 
 
 def test_rtdetr_probabilities_stretched(
@@ -103,7 +106,7 @@ def test_rfdetr_boxes_and_logits(
     boxes = np.array([[[0.5, 0.5, 0.25, 0.25], [0.2, 0.2, 0.1, 0.1]]])
     logits = np.array([[[-5.0, -5.0, 2.0], [-6.0, -6.0, -6.0]]])
     path = constant_model(tmp_path / "rf.onnx", [boxes, logits])
-    registry.add("rf", path, "rtdetr", LABELS)
+    assert registry.add("rf", path, "rtdetr", LABELS).normalize == "imagenet"
     result = objects.detect(as_image(IMAGE), model="rf")
     sigmoid = 1 / (1 + np.exp(-2.0))
     assert found(result) == [("bird", round(sigmoid, 4), (120.0, 60.0, 80.0, 40.0))]

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 LETTERBOX_GREY = 114  # the padding colour YOLO models are trained with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def data_dir() -> Path:
@@ -59,8 +61,9 @@ class Fitted:
     pad_y: float
 
 
-def fit(rgb: np.ndarray, width: int, height: int, resize: str) -> Fitted:
-    """Letterbox (keep the aspect, centre, pad grey) or stretch ``rgb`` to width x height."""
+def fit(rgb: np.ndarray, width: int, height: int, resize: str, normalize: str = "unit") -> Fitted:
+    """Letterbox (keep the aspect, centre, pad grey) or stretch ``rgb`` to width x height;
+    scale to 0-1, and for ``normalize='imagenet'`` standardise with ImageNet's statistics."""
     import cv2
     import numpy as np
 
@@ -78,6 +81,10 @@ def fit(rgb: np.ndarray, width: int, height: int, resize: str) -> Fitted:
         pad_x = pad_y = 0
         scale_x, scale_y = width / w, height / h
     tensor = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+    if normalize == "imagenet":
+        mean = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.array(IMAGENET_STD, dtype=np.float32).reshape(1, 3, 1, 1)
+        tensor = (tensor - mean) / std
     return Fitted(tensor, scale_x, scale_y, float(pad_x), float(pad_y))
 
 
@@ -184,7 +191,7 @@ class ObjectsPlugin(Plugin):
             wanted = np.array([label in set(classes) for label in info.labels])
         session = self._session(registry, info)
         rgb = image.array("RGB")
-        fitted = fit(rgb, info.input_width, info.input_height, info.resize)
+        fitted = fit(rgb, info.input_width, info.input_height, info.resize, info.normalize)
         if ctx is not None:
             ctx.check_cancelled()
         outputs = session.run(None, {session.get_inputs()[0].name: fitted.tensor})

@@ -13,7 +13,8 @@ Supported layouts (see docs/models.md for how to export them):
   size in input pixels, then C class scores; LensForge does the NMS. Letterboxed input.
 - ``rtdetr``: one output ``[1, N, 4 + C]`` (RT-DETR: class probabilities), or two outputs
   boxes ``[1, N, 4]`` and class logits ``[1, N, C]`` (RF-DETR); boxes as centre and size
-  relative to the input (0-1). Input stretched to the model's size.
+  relative to the input (0-1). Input stretched to the model's size (and, for the two-output
+  RF-DETR layout, normalised with the ImageNet mean and standard deviation).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class ModelInfo(BaseModel):
         "'channels_last' ([1, N, 4+C]) or 'boxes_logits' (two outputs)."
     )
     resize: Literal["letterbox", "stretch"] = Field(description="How images are fitted.")
+    normalize: Literal["unit", "imagenet"] = Field(
+        default="unit",
+        description="Input scaling: 'unit' (RGB / 255) or 'imagenet' (then minus the ImageNet "
+        "mean, over its standard deviation, as RF-DETR expects).",
+    )
     labels: list[str] = Field(description="Class names, in the model's class order.")
     license: str | None = Field(default=None, description="The weights' licence, as declared.")
     source: str = Field(description="The file name it was added from.")
@@ -243,6 +249,7 @@ class ModelRegistry:
                 sha256=digest,
                 size_bytes=stored.stat().st_size,
                 resize="letterbox" if model_format == "yolo" else "stretch",
+                normalize="imagenet" if facts["layout"] == "boxes_logits" else "unit",
                 labels=labels,
                 license=license,
                 source=path.name,
