@@ -6,9 +6,11 @@ from __future__ import annotations
 import random
 import time
 
+import numpy as np
 import pytest
 
 from lensforge.builtin.codes import CodesPlugin
+from lensforge.builtin.enhance import identity
 from tests.plugins.hard_images import barcode_1d, blurred_qr, code_free
 from tests.plugins.support import as_image
 
@@ -74,7 +76,18 @@ def test_a_code_without_checksum_needs_a_second_reading(codes: CodesPlugin) -> N
     image, expected = barcode_1d("code39", "LENSFORGE", 3.0)
     result = codes.decode(as_image(image))
     assert [(c.text, c.format) for c in result.codes] == [(expected.rstrip(), "Code39")]
-    assert codes._confirmed(result.codes[0], as_image(image).array("L"))
-    # the same text claimed at a place with no code is not confirmed
-    blank = as_image(image.point(lambda _: 255))
-    assert not codes._confirmed(result.codes[0], blank.array("L"))
+    base = identity(as_image(image).array("L"))
+    corners = [(p.x, p.y) for p in result.codes[0].polygon.points]
+    assert codes._read_again(base, corners, "Code39", expected)
+    assert not codes._read_again(base, corners, "Code39", "LENSFORGF")  # another text
+    blank = identity(np.full_like(base.pixels, 255))
+    assert not codes._read_again(blank, corners, "Code39", expected)  # nothing there
+
+
+def test_ean_read_in_an_enhanced_copy_needs_a_second_reading(codes: CodesPlugin) -> None:
+    original = identity(np.zeros((10, 10), np.uint8))
+    enhanced = identity(np.zeros((10, 10), np.uint8), "original+upscaled")
+    assert not codes._needs_second_reading("EAN13", original)
+    assert codes._needs_second_reading("EAN13", enhanced)
+    assert codes._needs_second_reading("Code39", original)
+    assert not codes._needs_second_reading("QRCode", enhanced)

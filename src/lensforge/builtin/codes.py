@@ -8,8 +8,9 @@ and copies rotated to the dominant bar direction (1-D codes at an angle). Coordi
 mapped back to the original image.
 
 No false decodes: a payload is returned only if its symbology carries its own check (QR
-Reed-Solomon, EAN/UPC check digit, Code 128 checksum, ...) or, for symbologies without one
-(Code 39, Codabar, ITF), a second reading of the code's region on another copy agrees.
+Reed-Solomon, Code 128 checksum, ...) or a second reading of the code's region, resampled
+differently, agrees: always for symbologies without a check (Code 39, Codabar, ITF), and
+for EAN/UPC (a single mod-10 digit) when read in an enhanced copy.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import BaseModel, Field
 
 from lensforge.builtin.enhance import (
     Variant,
+    crop,
     dominant_orientations,
+    downscale,
     identity,
     rotate,
     sharpen,
@@ -33,9 +36,6 @@ from lensforge.builtin.enhance import (
 from lensforge.media import Image
 from lensforge.plugin import Plugin, ToolContext, tool
 from lensforge.results import Box, Point, Polygon
-
-if TYPE_CHECKING:
-    import numpy as np
 
 CodeFormat = Literal[
     "QRCode",
@@ -61,6 +61,8 @@ CodeFormat = Literal[
 ALL_FORMATS: tuple[str, ...] = get_args(CodeFormat)
 # Symbologies whose payload carries no check of its own: a second reading must agree.
 UNCHECKED_FORMATS = frozenset({"Code39", "Codabar", "ITF"})
+# One mod-10 check digit: a second reading must agree when read in an enhanced copy.
+WEAK_CHECK_FORMATS = frozenset({"EAN13", "EAN8", "UPCA", "UPCE"})
 DEFAULT_RETRY_BUDGET_S = 1.0
 
 
@@ -182,7 +184,9 @@ class CodesPlugin(Plugin):
                 break
         return found
 
-    def _zxing_codes(self, variant: Variant, formats: list[str]) -> list[Code]:
+    def _zxing_codes(
+        self, variant: Variant, formats: list[str], *, confirm: bool = True
+    ) -> list[Code]:
         symbologies = self._zxing.BarcodeFormats(
             [getattr(self._zxing.BarcodeFormat, name) for name in formats]
         )
@@ -200,9 +204,18 @@ class CodesPlugin(Plugin):
             if name not in ALL_FORMATS:
                 continue
             pos = result.position
-            corners = [pos.top_left, pos.top_right, pos.bottom_right, pos.bottom_left]
-            polygon, box = _polygon([variant.point(float(p.x), float(p.y)) for p in corners])
+            corners = [
+                (float(p.x), float(p.y))
+                for p in (pos.top_left, pos.top_right, pos.bottom_right, pos.bottom_left)
+            ]
+            polygon, box = _polygon([variant.point(x, y) for x, y in corners])
             if name == "QRCode" and _overlaps(box, codes):
+                continue
+            if (
+                confirm
+                and self._needs_second_reading(name, variant)
+                and not self._read_again(variant, corners, result.format.name, result.text)
+            ):
                 continue
             codes.append(
                 Code(
@@ -216,19 +229,37 @@ class CodesPlugin(Plugin):
             )
         return codes
 
-    def _confirmed(self, code: Code, gray: np.ndarray) -> bool:
-        """Whether a code without a checksum reads the same again in an upscaled crop."""
-        if code.format not in UNCHECKED_FORMATS:
+    @staticmethod
+    def _needs_second_reading(name: str, variant: Variant) -> bool:
+        """Codes without a checksum always; EAN/UPC (one mod-10 digit: a misread passes one
+        time in ten) when read in an enhanced copy, whose sharpening can invent bars."""
+        if name in UNCHECKED_FORMATS:
             return True
-        box = code.box
-        pad = 0.3 * max(box.width, box.height) + 20
-        height, width = gray.shape[:2]
-        x0, y0 = max(0, int(box.x - pad)), max(0, int(box.y - pad))
-        x1 = min(width, int(box.x + box.width + pad) + 1)
-        y1 = min(height, int(box.y + box.height + pad) + 1)
-        crop = identity(gray[y0:y1, x0:x1].copy(), "crop")
-        second = upscale(crop, 1.5) or sharpen(crop, 1.0, 1.0)
-        return any(other.text == code.text for other in self._zxing_codes(second, [code.format]))
+        return name in WEAK_CHECK_FORMATS and variant.name != "original"
+
+    def _read_again(
+        self, variant: Variant, corners: list[tuple[float, float]], symbology: str, text: str
+    ) -> bool:
+        """Whether the code's region, cut from ``variant`` and resampled differently, reads
+        as the same text."""
+        xs = [x for x, _ in corners]
+        ys = [y for _, y in corners]
+        pad = 0.3 * max(max(xs) - min(xs), max(ys) - min(ys)) + 20
+        region = crop(
+            variant,
+            int(min(xs) - pad),
+            int(min(ys) - pad),
+            int(max(xs) + pad) + 1,
+            int(max(ys) + pad) + 1,
+        )
+        symbologies = getattr(self._zxing.BarcodeFormat, symbology)
+        for second in (upscale(region, 1.3), downscale(region, 0.8)):
+            if second is None:
+                continue
+            results = self._zxing.read_barcodes(second.pixels, formats=symbologies)
+            if any(result.valid and result.text == text for result in results):
+                return True
+        return False
 
     @tool(timeout_s=30)
     def decode(
@@ -263,7 +294,6 @@ class CodesPlugin(Plugin):
         attempts = [base.name]
         if not codes and retry_budget_s > 0:
             codes = self._retry(base, wanted, started + retry_budget_s, attempts, ctx)
-        codes = [code for code in codes if self._confirmed(code, base.pixels)]
         codes.sort(key=lambda c: (c.box.y, c.box.x))
         return Codes(codes=codes, count=len(codes), attempts=attempts)
 

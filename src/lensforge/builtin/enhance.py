@@ -86,6 +86,19 @@ def upscale(source: Variant, factor: float) -> Variant | None:
     return _then(source, f"{source.name}+upscaled", pixels, back)
 
 
+def downscale(source: Variant, factor: float) -> Variant:
+    """Area-averaged reduction by ``factor`` (< 1): a resampling unlike the bicubic upscale."""
+    import cv2
+    import numpy as np
+
+    height, width = source.pixels.shape[:2]
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    pixels = cv2.resize(source.pixels, size, interpolation=cv2.INTER_AREA)
+    fx, fy = width / size[0], height / size[1]
+    back = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
+    return _then(source, f"{source.name}+downscaled", pixels, back)
+
+
 def rotate(source: Variant, degrees: float, fill: int = 255) -> Variant:
     """Rotate counter-clockwise by ``degrees``, growing the canvas so nothing is cut off."""
     import cv2
@@ -139,8 +152,8 @@ def dominant_orientations(gray: np.ndarray, tile: int = 48, top: int = 2) -> lis
 
     A 1-D barcode or a line of text is a patch whose gradients all point one way (the
     structure tensor's coherence is high there); :func:`rotate` by that angle makes the bars
-    vertical (or the lines horizontal). The angles are the centres of 5-degree bins, weighted
-    by gradient energy, strongest first.
+    vertical (or the lines horizontal). The strongest 5-degree bins (weighted by gradient
+    energy) are found first, then each is refined to the mean direction of its tiles.
     """
     import cv2
     import numpy as np
@@ -163,4 +176,20 @@ def dominant_orientations(gray: np.ndarray, tile: int = 48, top: int = 2) -> lis
         return []
     hist, edges = np.histogram(angles[strong], bins=36, range=(-90, 90), weights=energy[strong])
     order = np.argsort(hist)[::-1][:top]
-    return [float(edges[i] + 2.5) for i in order if hist[i] > 0.25 * hist[order[0]]]
+    found = []
+    for i in order:
+        if hist[i] <= 0.25 * hist[order[0]]:
+            continue
+        # refine to the energy-weighted mean direction of the tiles within 5 degrees of the
+        # bin's centre (on doubled angles, so -89 and 89 average to 90, not 0)
+        centre = float(edges[i] + 2.5)
+        near = strong & (np.abs((angles - centre + 90) % 180 - 90) <= 5)
+        doubled = np.radians(2 * angles[near])
+        weights = energy[near]
+        mean = 0.5 * math.degrees(
+            math.atan2(
+                float(np.dot(weights, np.sin(doubled))), float(np.dot(weights, np.cos(doubled)))
+            )
+        )
+        found.append(mean)
+    return found
