@@ -121,6 +121,17 @@ def skewed(page: PILImage.Image, degrees: float) -> PILImage.Image:
     )
 
 
+def shaded(page: PILImage.Image, strength: float, seed: int = 1) -> PILImage.Image:
+    """The page under uneven light: darker towards the right and the bottom (down to
+    ``1 - strength`` of full brightness), plus a little sensor noise, like a phone photo."""
+    grey = np.asarray(page.convert("L")).astype(np.float32)
+    height, width = grey.shape
+    ys, xs = np.mgrid[0:height, 0:width]
+    light = 1.0 - strength * (0.7 * xs / width + 0.3 * ys / height)
+    noise = np.random.default_rng(seed).normal(0, 4, grey.shape)
+    return PILImage.fromarray(np.clip(grey * light + noise, 0, 255).astype(np.uint8)).convert("RGB")
+
+
 def two_columns(
     left: list[str], right: list[str], size: int
 ) -> tuple[PILImage.Image, tuple[int, int, int, int]]:

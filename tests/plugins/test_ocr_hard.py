@@ -10,7 +10,7 @@ import pytest
 from PIL import Image as PILImage
 
 from lensforge.builtin.ocr import OcrPlugin
-from tests.plugins.hard_images import render_page, skewed, text_lines, two_columns
+from tests.plugins.hard_images import render_page, shaded, skewed, text_lines, two_columns
 from tests.plugins.support import as_image, box_tuple, character_error_rate, iou, render_text
 
 PARAGRAPH = [
@@ -99,6 +99,21 @@ def test_small_text_is_upscaled_and_read(ocr: OcrPlugin, seed: int) -> None:
     assert result.preprocessing is not None and result.preprocessing.scale > 1.5
     # boxes come back in the caller's (small) image
     assert all(box_tuple(w.box)[0] + box_tuple(w.box)[2] <= page.width for w in result.words)
+
+
+@pytest.mark.parametrize(("strength", "degrees"), [(0.75, 0), (0.75, 5), (0.8, -3)])
+def test_uneven_lighting_is_flattened(ocr: OcrPlugin, strength: float, degrees: int) -> None:
+    lines = text_lines(random.Random(strength), 6, 7)
+    image = as_image(shaded(skewed(render_page(lines, 20), degrees), strength))
+    result = ocr.read(image, engine="tesseract")
+    truth = " ".join(lines)
+    assert result.preprocessing is not None and result.preprocessing.flattened
+    assert result.preprocessing.deskew_deg == pytest.approx(-degrees, abs=0.3)
+    assert character_error_rate(truth, result.text) <= 0.03, result.text
+    raw = ocr.read(image, engine="tesseract", preprocess=False)
+    assert character_error_rate(truth, raw.text) > 0.1
+    clean = ocr.read(as_image(render_page(lines, 20)), engine="tesseract")
+    assert clean.preprocessing is not None and not clean.preprocessing.flattened
 
 
 def test_two_column_pages_are_read_column_by_column(ocr: OcrPlugin) -> None:

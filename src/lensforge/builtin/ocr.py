@@ -95,6 +95,10 @@ class Preprocessing(BaseModel):
     scale: float = Field(description="Upscaling factor applied to small text (1 = none).")
     psm: int = Field(description="The page segmentation mode used.")
     columns: int = Field(description="Text columns found; each was read as its own block.")
+    flattened: bool = Field(
+        default=False,
+        description="Whether uneven lighting was divided out (the page's paper made white).",
+    )
 
 
 class OcrResult(BaseModel):
@@ -362,6 +366,7 @@ class OcrPlugin(Plugin):
             scale=round(prepared.scale, 3),
             psm=chosen_psm,
             columns=len(prepared.columns),
+            flattened=prepared.flattened,
         )
         return _result(lines, lang, chosen_psm, report)
 

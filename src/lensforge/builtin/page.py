@@ -3,6 +3,7 @@
 Everything works on the page's ink (Otsu-binarised, dark on light or light on dark) seen as
 points, so each estimate is a few NumPy passes:
 
+- :func:`flatten_lighting`: uneven lighting (a photographed page) divided out first.
 - :func:`estimate_angle`: the rotation that makes text lines horizontal (the angle whose
   horizontal projection of the ink is sharpest), over the whole half-turn, so pages turned by
   a quarter turn are found too (which way up is left to the recogniser: :func:`text_band`
@@ -33,6 +34,9 @@ FLIP_MARGIN = 5.0  # points of mean confidence the upside-down reading must win 
 MIN_FLIP_CONFIDENCE = 60.0  # ... and be text at all (a photo reads poorly both ways)
 
 
+UNEVEN_LIGHT = 30  # grey levels between the page's lightest and darkest paper to flatten it
+
+
 @dataclass(frozen=True)
 class PreparedPage:
     """A page made ready for recognition: its columns, and what was done to get them."""
@@ -41,6 +45,31 @@ class PreparedPage:
     deskew_deg: float
     rotated: Literal[0, 90, 180, 270]
     scale: float
+    flattened: bool
+
+
+def flatten_lighting(gray: np.ndarray) -> np.ndarray | None:
+    """The page divided by its paper's brightness, when that varies (a photographed or
+    unevenly scanned page); None when the lighting is even or the page is dark.
+
+    The paper is estimated by a grey dilation wider than text strokes (the ink disappears)
+    followed by a median filter; dividing by it turns shading into uniform white paper, which
+    a global threshold (ours and Tesseract's) then separates from the ink.
+    """
+    import cv2
+    import numpy as np
+
+    if float(np.median(gray)) < 100:  # light text on a dark ground: leave it as it is
+        return None
+    side = min(gray.shape[:2])
+    kernel = max(7, side // 60) | 1
+    paper = cv2.medianBlur(cv2.dilate(gray, np.ones((kernel, kernel), np.uint8)), 21)
+    low, high = np.percentile(paper, [2, 98])
+    if high - low < UNEVEN_LIGHT:
+        return None
+    flat = gray.astype(np.float32) * 255.0 / np.maximum(paper.astype(np.float32), 1.0)
+    result: np.ndarray = np.clip(flat, 0, 255).astype(np.uint8)
+    return result
 
 
 def prepare_page(
@@ -54,6 +83,9 @@ def prepare_page(
     ``confidence`` scores a recognition of a grey sample (higher is better): the page is
     turned over when a few of its lines read clearly better upside down.
     """
+    flat = flatten_lighting(gray)
+    if flat is not None:
+        gray = flat
     angle = estimate_angle(gray)
     quarters = round(angle / 90)
     residual = angle - 90 * quarters
@@ -88,7 +120,8 @@ def prepare_page(
                 for x0, x1 in spans
             ]
     turned: Literal[0, 90, 180, 270] = [0, 90, 180, 270][quarters % 4]  # type: ignore[assignment]
-    return PreparedPage(columns, residual if abs(residual) >= MIN_SKEW_DEG else 0.0, turned, scale)
+    deskew = residual if abs(residual) >= MIN_SKEW_DEG else 0.0
+    return PreparedPage(columns, deskew, turned, scale, flat is not None)
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:
