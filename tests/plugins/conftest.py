@@ -18,6 +18,7 @@ from lensforge.builtin.codes import CodesPlugin
 from lensforge.builtin.faces import FacesPlugin
 from lensforge.builtin.image import ImagePlugin
 from lensforge.builtin.ocr import OcrPlugin
+from lensforge.builtin.people import PeoplePlugin
 from lensforge.settings import Settings
 from tests.plugins.support import BUILTIN_PLUGINS, Api
 
@@ -87,3 +88,19 @@ def image_plugin() -> ImagePlugin:
     plugin = ImagePlugin()
     plugin.setup()
     return plugin
+
+
+@pytest.fixture(scope="session")
+def people() -> PeoplePlugin:
+    plugin = PeoplePlugin()
+    plugin.setup()
+    return plugin
+
+
+@pytest.fixture(scope="session")
+def cameraman() -> PILImage.Image:
+    """A real photograph of a standing man (behind a camera on a tripod), bundled with
+    scikit-image as ``skimage.data.camera()`` (no download)."""
+    from skimage import data
+
+    return PILImage.fromarray(data.camera()).convert("RGB")

@@ -12,11 +12,13 @@ from PIL import Image as PILImage
 
 from lensforge.builtin.codes import CodesPlugin
 from lensforge.builtin.faces import FacesPlugin
+from lensforge.builtin.objects import ObjectsPlugin
 from lensforge.builtin.ocr import OcrPlugin
+from lensforge.builtin.people import PeoplePlugin
 from lensforge.media import Image
 from tests.support import b64
 
-BUILTIN_PLUGINS = [OcrPlugin, CodesPlugin, FacesPlugin]
+BUILTIN_PLUGINS = [OcrPlugin, CodesPlugin, FacesPlugin, PeoplePlugin, ObjectsPlugin]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 

