@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from lensforge.blobs import Blobs
@@ -64,6 +65,8 @@ def build_services(
     executor: str | None = None,
 ) -> Services:
     """The store (migrated), blobs, registry, executor and the three services."""
+    # In-process executors: plugins read the data directory from the environment too.
+    os.environ.setdefault("LENSFORGE_DATA_DIR", str(settings.data_dir))
     store = JobStore(settings.database_url)
     store.migrate()
     blobs = settings.open_blobs()

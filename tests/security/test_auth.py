@@ -89,7 +89,12 @@ def path_for(fx: Fixtures, method: str, path: str, owner: Tenant, *, live: bool 
     for requests that must be refused before the job is even looked at).
     """
     secure = fx.secure
-    values: dict[str, str] = {"plugin": "testing", "plugin_id": "testing", "tool_name": "echo"}
+    values: dict[str, str] = {
+        "plugin": "testing",
+        "plugin_id": "testing",
+        "tool_name": "echo",
+        "name": "no-such-model",
+    }
     if "{job_id}" in path:
         if live and is_cancel(method, path):
             values["job_id"] = start_sleeper(secure.client, owner)
@@ -295,6 +300,9 @@ def assert_allowed(fx: Fixtures, route: tuple[str, str], tenant: Tenant) -> None
     if path == "/mcp":  # MCP protocol answers (406, 400...) are fine: auth let it through
         assert response.status_code not in (401, 403, 404, 429), response.text
         assert response.status_code < 500, response.text
+    elif path == "/v1/models/{name}":  # no model is registered: past auth, the name is unknown
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] not in ("unauthorized", "forbidden")
     else:
         assert 200 <= response.status_code < 300, response.text
 

@@ -19,7 +19,7 @@ from lensforge.api.cors import OriginCORSMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.fastpath import LensForgeAPI, mount_flat
 from lensforge.api.mcp import MCPEndpoint
-from lensforge.api.routes import admin, analyze, blobs, compat, jobs, plugins, system
+from lensforge.api.routes import admin, analyze, blobs, compat, jobs, models, plugins, system
 from lensforge.plugin import Plugin
 from lensforge.settings import Settings
 from lensforge.wiring import build_services
@@ -67,7 +67,7 @@ def create_app(
         middleware=middleware_stack(settings),
     )
     install_error_handlers(app)
-    routers = [m.router for m in (analyze, jobs, system, plugins, blobs, admin, compat)]
+    routers = [m.router for m in (analyze, jobs, system, plugins, blobs, admin, compat, models)]
     mount_flat(app, [*routers, forgesyte_router(settings.forgesyte_prefix)])
     # MCP over streamable HTTP (docs/mcp.md), served by the same services.
     app.router.routes.append(

@@ -8,7 +8,8 @@ One module per group of commands, each with its own Typer app, put together here
 - ``submit``, ``jobs``, ``job``, ``result``, ``cancel``: a running server
   (:mod:`lensforge.cli.remote`, through the one helper :mod:`lensforge.cli.remote_call`);
 - ``analyze``: many images on a server at once (:mod:`lensforge.cli.batch`);
-- ``keys ...``: API keys (:mod:`lensforge.cli.keys`).
+- ``keys ...``: API keys (:mod:`lensforge.cli.keys`);
+- ``models ...``: the ONNX models objects.detect can use (:mod:`lensforge.models.commands`).
 
 Exit codes (:mod:`lensforge.cli.output`): 0 success, 1 a job failed, 2 a usage or input
 error, 3 the server could not be reached.
@@ -20,6 +21,7 @@ import typer
 
 from lensforge.cli import batch, keys, local, remote, serve, worker
 from lensforge.cli.output import EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE
+from lensforge.models.commands import app as models_app
 
 app = typer.Typer(
     name="lensforge",
@@ -35,6 +37,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(remote.app)
 app.add_typer(batch.app)
 app.add_typer(worker.app)
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

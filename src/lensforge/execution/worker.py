@@ -87,6 +87,9 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
         os._exit(0)  # the supervisor went away before we started
     with contextlib.suppress(OSError, AttributeError):  # Linux; elsewhere the default policy
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    # Plugins that keep files of their own (objects.detect's model registry) find the
+    # server's data directory here, whatever set it (a flag, code, the environment).
+    os.environ["LENSFORGE_DATA_DIR"] = str(config.settings.data_dir)
     registry = config.registry()
     registry.initialize()
     gc.freeze()  # models and modules loaded by setup() live as long as the worker

@@ -20,7 +20,7 @@ from lensforge.api.compat.forgesyte import build_router as forgesyte_router
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.fastpath import IDEMPOTENCY_KEY_MAX, RequestRoute
 from lensforge.api.models import AnalyzeRequest
-from lensforge.api.routes import admin, analyze, blobs, compat, jobs, plugins, system
+from lensforge.api.routes import admin, analyze, blobs, compat, jobs, models, plugins, system
 from lensforge.api.routes.analyze import accepted_response, analysis_request, finished_response
 from tests.unit.api.support import thread_app
 
@@ -171,7 +171,7 @@ def test_flat_routing_serves_what_included_routers_serve(client: TestClient) -> 
     assert paths[:2] == ["/v1/analyze", "/v1/jobs"]
     assert paths.index("/openapi.json") > paths.index("/v1/analyze-execution")
     included = FastAPI()
-    for module in (analyze, jobs, system, plugins, blobs, admin, compat):
+    for module in (analyze, jobs, system, plugins, blobs, admin, compat, models):
         included.include_router(module.router)
     included.include_router(forgesyte_router())
     ours = {p: v for p, v in app.openapi()["paths"].items() if not p.startswith("/plain")}
