@@ -17,6 +17,7 @@ from lensforge.api.auth import AuthMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.mcp import MCPEndpoint
 from lensforge.api.routes import admin, analyze, blobs, compat, jobs, plugins, system
+from lensforge.logs import RequestContextMiddleware
 from lensforge.plugin import Plugin
 from lensforge.settings import Settings
 from lensforge.wiring import build_services
@@ -85,4 +86,5 @@ def create_app(
         )
     app.add_middleware(AuthMiddleware)  # every route and /mcp: see lensforge.api.auth
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)  # outermost: X-Request-ID, access log
     return app
