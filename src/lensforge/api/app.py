@@ -13,6 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.routing import Route
 
 from lensforge import __version__
+from lensforge.api import dashboard
 from lensforge.api.auth import AuthMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.mcp import MCPEndpoint
@@ -70,7 +71,7 @@ def create_app(
     # tries routes in order.
     ours = [
         route
-        for module in (analyze, jobs, system, plugins, blobs, admin, compat)
+        for module in (analyze, jobs, system, plugins, blobs, admin, compat, dashboard)
         for route in module.router.routes
     ]
     app.router.routes[:0] = ours

@@ -26,6 +26,9 @@ ADMIN: Final = "admin"
 ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/"): PUBLIC,  # the dashboard page and its assets: the data needs a key
+    ("GET", "/dashboard/{name}"): PUBLIC,
+    ("GET", "/v1/stats"): "read",
     ("GET", "/metrics"): ADMIN,
     ("GET", "/v1/plugins"): "read",
     ("GET", "/v1/plugins/{plugin}"): "read",
