@@ -153,3 +153,25 @@ def test_phone_width_and_keyboard(browser: Any, server: DashboardServer, tmp_pat
     finally:
         page.context.close()
     assert_only(server.url, tab.requests)
+
+
+def test_a_returned_image_is_shown_and_the_enum_field_is_sent(
+    tab: Tab, server: DashboardServer, tmp_path: Path
+) -> None:
+    from PIL import Image as PILImage
+    from skimage import data
+
+    photo = tmp_path / "astronaut.jpg"
+    PILImage.fromarray(data.astronaut()).save(photo, "JPEG")
+    page = tab.page
+    page.goto(server.url + "/#/try/faces/redact")
+    page.set_input_files("#in-image", str(photo))
+    page.select_option("#in-mode", '"pixelate"')
+    page.click("#submit-job")
+    page.wait_for_selector(".job-status[data-status='SUCCESS']")
+    returned = page.locator(".outcome img[alt='image returned by the tool']")
+    returned.wait_for()
+    assert returned.evaluate("i => i.complete && i.naturalWidth") == 512
+    assert returned.get_attribute("src", timeout=1000).startswith("blob:")  # type: ignore[union-attr]
+    assert "pixelate" in (page.locator(".outcome pre").text_content() or "")
+    tab.shot("try-faces-redact-desktop")
