@@ -9,7 +9,9 @@
     run: first contentful paint, and the moment the overview's live figures are drawn.
 (c) JSON logging on ``POST /v1/analyze`` of a no-op tool: requests a second with logs off
     (level warning: no access line) and on (level info, JSON, one access line a request,
-    written to a file), alternating off/on rounds in one run, with wrk at concurrency 1 and 8.
+    written to a file), alternating off/on rounds in one run, with wrk at concurrency 1 and 8;
+    and, steadier on a busy machine, the in-process cost of one access line (record, JSON,
+    write to a file), median of 5 batches of 20,000.
 
 Each server is a real uvicorn process on a loopback port (uvloop, httptools, as
 ``lensforge serve``); every child is killed at exit.
@@ -229,6 +231,31 @@ def logging_figures(root: Path, rounds: int, seconds: int) -> dict[str, Any]:
     return summary
 
 
+def line_cost_us(root: Path, batches: int = 5, lines: int = 20_000) -> dict[str, float]:
+    """Microseconds to log one access line as JSON to a file, and with logs at warning."""
+    import logging
+
+    from lensforge.logs import _log_access, configure_logging
+
+    class Route:
+        path = "/v1/analyze"
+
+    scope = {"method": "POST", "route": Route(), "state": {}}
+    costs: dict[str, float] = {}
+    with (root / "line-cost.log").open("w") as stream:
+        for level in ("info", "warning"):
+            configure_logging(level, "json", stream)
+            samples = []
+            for _ in range(batches):
+                started = time.perf_counter()
+                for _ in range(lines):
+                    if logging.getLogger("lensforge.access").isEnabledFor(logging.INFO):
+                        _log_access(scope, "0123456789abcdef", 200, 0.001)
+                samples.append((time.perf_counter() - started) / lines * 1e6)
+            costs["on" if level == "info" else "off"] = round(statistics.median(samples), 2)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="browser loads (a, b)")
@@ -241,6 +268,7 @@ def main() -> None:
         with server(root / "page", "warning", cpu=None) as url:
             page = page_figures(url, args.runs)
         logs = logging_figures(root, args.rounds, args.seconds)
+        logs["access_line_us"] = line_cost_us(root)
     figures = {
         "machine": {
             "cpus": os.cpu_count(),
