@@ -86,6 +86,7 @@ export async function jobsPage(main, _params, signal) {
     } catch (error) {
       if (signal.aborted) return;
       problem.replaceChildren(errorBox(error));
+      if (error.status === 401) return; // polling resumes once a key is given (the view reloads)
     }
     if (!signal.aborted) timer = setTimeout(load, REFRESH_MS);
   }

@@ -46,6 +46,7 @@ export async function overviewPage(main, _params, signal) {
     } catch (error) {
       if (signal.aborted) return;
       body.replaceChildren(errorBox(error));
+      if (error.status === 401) return; // polling resumes once a key is given (the view reloads)
     }
     if (!signal.aborted) timer = setTimeout(load, REFRESH_MS);
   }
