@@ -65,6 +65,7 @@ def test_a_wrong_key_is_refused_and_a_right_one_kept_for_the_session(
     sign_in(secure_tab, "lf_wrong_0000000000000000")
     page.wait_for_selector("#key-dialog[open]")
     page.wait_for_function("document.querySelector('#key-reason').textContent.includes('Refused')")
+    assert page.evaluate("sessionStorage.getItem('lensforge.apiKey')") is None  # not kept
     secure_tab.shot("wrong-key")
     page.click("#key-cancel")
     page.click("#key-button")

@@ -28,8 +28,8 @@ function showKeyState() {
 }
 
 function askForKey(reason) {
+  if (dialog.open) return; // another call refused while the dialog is up: keep what it says
   keyReason.textContent = reason || "Enter an API key.";
-  if (dialog.open) return; // a poll refused again while the dialog is up: leave the typing be
   keyInput.value = "";
   dialog.showModal();
   keyInput.focus();
@@ -57,6 +57,8 @@ function route() {
 
 whenUnauthorized((error) => {
   const message = apiKey.get() ? `Refused: ${error.message}` : "This server requires an API key.";
+  apiKey.clear(); // a refused key is not kept
+  showKeyState();
   askForKey(message);
 });
 
