@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from fastapi.testclient import TestClient
 
 from lensforge.api import create_app
 from lensforge.api.dashboard.routes import ASSETS
+from lensforge.api.dashboard.stats import last_hour
 from lensforge.settings import Settings
-from lensforge.store import JobStore
+from lensforge.store import JobRecord, Status
 from tests.support import Testing
 
 
@@ -80,22 +82,70 @@ def test_stats_count_jobs_by_state_and_the_last_hour(thread_client: TestClient) 
     assert stats["plugins"]["testing"]["state"] in {"LOADED", "INITIALIZED"}
 
 
-def test_stats_leave_out_jobs_older_than_an_hour_and_other_owners(tmp_path: Path) -> None:
-    from lensforge.api.dashboard.stats import job_figures
+def record(n: int, status: Status, created: float, finished: float | None) -> JobRecord:
+    return JobRecord(
+        id=f"job-{n:04d}",
+        plugin="testing",
+        tool="echo",
+        status=status,
+        inputs={},
+        result=None,
+        error=None,
+        traceback=None,
+        attempts=1,
+        max_attempts=1,
+        progress=1.0,
+        progress_message=None,
+        owner="anonymous",
+        idempotency_key=None,
+        request_hash=None,
+        timeout_s=None,
+        cancel_requested=False,
+        lease_owner=None,
+        lease_expires_at=None,
+        not_before=None,
+        created_at=created,
+        updated_at=created,
+        started_at=created,
+        finished_at=finished,
+    )
 
-    url = f"sqlite:///{tmp_path / 'lensforge.db'}"
-    settings = Settings(database_url=url, data_dir=tmp_path / "data", executor="inline")
-    with TestClient(create_app(settings, extra_plugins=[Testing])) as client:
-        ok = client.post("/v1/analyze", json={"plugin": "testing", "tool": "noop"})
-        assert ok.status_code == 200
-    store = JobStore(url)
-    try:
-        import time
 
-        now = time.time()
-        assert job_figures(store, None, now)["last_hour"]["finished"] == 1
-        assert job_figures(store, None, now + 3601)["last_hour"]["finished"] == 0
-        assert job_figures(store, "someone-else", now)["jobs"]["SUCCESS"] == 0
-        assert job_figures(store, "anonymous", now)["jobs"]["SUCCESS"] == 1
-    finally:
-        store.close()
+def test_the_last_hour_counts_jobs_finished_inside_it_and_says_what_it_covered() -> None:
+    now = 100_000.0
+    sample = [
+        record(1, Status.SUCCESS, now - 10, now - 9),
+        record(2, Status.FAILED, now - 20, now - 19),
+        record(3, Status.RUNNING, now - 30, None),
+        record(4, Status.SUCCESS, now - 4000, now - 3700),  # finished before the hour
+        record(5, Status.SUCCESS, now - 4000, now - 3500),  # created before, finished inside
+    ]
+    hour = last_hour(sample, now, complete=True)
+    assert (hour["finished"], hour["failed"]) == (3, 1)
+    assert hour["error_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert hour["throughput_per_min"] == pytest.approx(3 / 60, abs=1e-3)
+    assert hour["complete"] is True and hour["covered_s"] == 3600
+    # A full sample whose oldest job is 100 s old: the rate is over those 100 s.
+    partial = last_hour(sample[:3], now, complete=False)
+    assert partial["complete"] is False and partial["covered_s"] == 30
+    assert partial["throughput_per_min"] == pytest.approx(2 / 0.5, abs=1e-3)
+
+
+def test_a_non_admin_key_counts_only_its_own_jobs(tmp_path: Path) -> None:
+    from tests.security.conftest import make_settings, open_secure
+
+    with contextmanager(open_secure)(make_settings(tmp_path), [Testing]) as secure:
+        alice, bob, admin = secure.alice, secure.bob, secure.admin
+        for tenant, n in ((alice, 2), (bob, 1)):
+            for _ in range(n):
+                done = secure.client.post(
+                    "/v1/analyze",
+                    json={"plugin": "testing", "tool": "noop"},
+                    headers=tenant.headers,
+                )
+                assert done.status_code == 200, done.text
+        mine = secure.client.get("/v1/stats", headers=alice.headers).json()
+        assert mine["jobs"]["SUCCESS"] == 2 and mine["last_hour"]["finished"] == 2
+        everyone = secure.client.get("/v1/stats", headers=admin.headers).json()
+        assert everyone["jobs"]["SUCCESS"] == 3 and everyone["jobs_complete"] is True
+        assert secure.client.get("/v1/stats").status_code == 401

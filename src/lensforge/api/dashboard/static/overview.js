@@ -15,8 +15,11 @@ function render(stats) {
   const hour = stats.last_hour;
   return [
     h("h2", {}, "Jobs"),
-    h("div", { class: "cards" }, Object.entries(stats.jobs).map(([state, n]) => card(state.toLowerCase(), n, state))),
+    h("div", { class: "cards" }, Object.entries(stats.jobs).map(([state, n]) =>
+      card(state.toLowerCase(), stats.jobs_complete ? n : `≥ ${n}`, state))),
     h("h2", {}, "Last hour"),
+    hour.complete ? null : h("p", { class: "muted" },
+      `Estimated from the newest jobs, which cover the last ${Math.round(hour.covered_s)} s.`),
     h("div", { class: "cards" },
       card("finished", hour.finished, "finished"),
       card("jobs / minute", hour.throughput_per_min.toFixed(2), "throughput"),
