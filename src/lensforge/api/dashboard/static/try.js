@@ -24,7 +24,7 @@ export async function tryPage(main, [pluginName, toolName], signal) {
   });
   const submit = h("button", { type: "submit", id: "submit-job" }, "Run");
   const problem = h("div");
-  const form = h("form", { class: "panel", id: "tool-form", novalidate: false },
+  const form = h("form", { class: "panel", id: "tool-form" },
     h("p", {}, chosen.tool.description),
     schemaFields(chosen.tool.input_schema),
     h("div", { class: "row" }, submit), problem);
