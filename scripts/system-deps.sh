@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # System packages LensForge uses: Tesseract (OCR plugin), DejaVu fonts (test images),
-# PostgreSQL (the store's second backend, started by the tests), wrk (bench/overhead.py).
+# PostgreSQL (the store's second backend, started by the tests), wrk (bench/overhead.py),
+# Chromium (the dashboard's browser tests, driven by Playwright; never `playwright install`).
 # As root with apt-get they are installed; otherwise the one command to run is printed.
 set -euo pipefail
-PACKAGES=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core postgresql wrk)
+PACKAGES=(tesseract-ocr tesseract-ocr-eng fonts-dejavu-core postgresql wrk chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

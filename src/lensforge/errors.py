@@ -5,7 +5,8 @@ Every failure, from any layer, is a :class:`LensForgeError` with a stable machin
 renders it as the same envelope::
 
     {"error": {"code": "validation_error", "message": "...", "details": {...},
-               "plugin": "qr", "tool": "decode", "job_id": "...", "timestamp": "...Z"}}
+               "plugin": "qr", "tool": "decode", "job_id": "...", "request_id": "...",
+               "timestamp": "...Z"}}
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class LensForgeError(Exception):
         self.plugin = plugin
         self.tool = tool
         self.job_id = job_id
+        self.request_id: str | None = None  # the HTTP request that met it (its X-Request-ID)
         self.headers: dict[str, str] = {}  # extra HTTP headers (Retry-After)
         super().__init__(self.message)
 
@@ -56,6 +58,7 @@ class LensForgeError(Exception):
                 "plugin": self.plugin,
                 "tool": self.tool,
                 "job_id": self.job_id,
+                "request_id": self.request_id,
                 "timestamp": utc_timestamp(),
             }
         }

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         0.5, gt=0, description="How often the dispatcher looks for jobs other processes queued."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="Log lines as JSON objects or text; 'auto' is JSON unless stderr is a "
+        "terminal.",
+    )
     insecure_no_auth: bool = Field(
         False,
         description="Allow binding a non-loopback address with no API key (not recommended).",

@@ -15,7 +15,17 @@ from tests.support import jpeg, png
 
 pytestmark = pytest.mark.slow
 
-ENVELOPE_KEYS = {"code", "message", "details", "retryable", "plugin", "tool", "job_id", "timestamp"}
+ENVELOPE_KEYS = {
+    "code",
+    "message",
+    "details",
+    "retryable",
+    "plugin",
+    "tool",
+    "job_id",
+    "request_id",
+    "timestamp",
+}
 
 
 def lensforge_command() -> list[str]:

@@ -42,10 +42,29 @@ LEAK_MARKS = (
     "UPDATE jobs",
     "secret_hash",
 )
-ENVELOPE_KEYS = {"code", "message", "details", "retryable", "plugin", "tool", "job_id", "timestamp"}
+ENVELOPE_KEYS = {
+    "code",
+    "message",
+    "details",
+    "retryable",
+    "plugin",
+    "tool",
+    "job_id",
+    "request_id",
+    "timestamp",
+}
 # The routes reachable without a key by design (issue: /healthz, /readyz and the docs).
 PUBLIC = frozenset(
-    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/",
+        "/dashboard/{name}",
+    }
 )
 
 # An MCP client's first message, and the Accept header streamable HTTP wants.

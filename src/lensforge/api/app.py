@@ -13,6 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
 
 from lensforge import __version__
+from lensforge.api import dashboard
 from lensforge.api.auth import ANALYZE, ASGIRoute, AuthMiddleware, requires
 from lensforge.api.compat.forgesyte import build_router as forgesyte_router
 from lensforge.api.cors import OriginCORSMiddleware
@@ -20,6 +21,7 @@ from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.fastpath import LensForgeAPI, mount_flat
 from lensforge.api.mcp import MCPEndpoint
 from lensforge.api.routes import admin, analyze, blobs, compat, jobs, models, plugins, system
+from lensforge.logs import RequestContextMiddleware
 from lensforge.plugin import Plugin
 from lensforge.settings import Settings
 from lensforge.wiring import build_services
@@ -67,7 +69,8 @@ def create_app(
         middleware=middleware_stack(settings),
     )
     install_error_handlers(app)
-    routers = [m.router for m in (analyze, jobs, system, plugins, blobs, admin, compat, models)]
+    modules = (analyze, jobs, system, plugins, blobs, admin, compat, models, dashboard)
+    routers = [m.router for m in modules]
     mount_flat(app, [*routers, forgesyte_router(settings.forgesyte_prefix)])
     # MCP over streamable HTTP (docs/mcp.md), served by the same services.
     app.router.routes.append(
@@ -82,7 +85,9 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     FastAPI wraps them: Starlette's ServerErrorMiddleware (unexpected errors, 500) outside,
     its ExceptionMiddleware (the error handlers of lensforge.api.errors) and the router inside.
     """
-    stack: list[Middleware] = []
+    # Outermost: every answer, refusals included, carries its X-Request-ID, and the access
+    # log has one line per request with its route template, status and duration.
+    stack: list[Middleware] = [Middleware(RequestContextMiddleware)]
     if settings.cors_origins:
         # Outermost, so that a browser's preflight (which carries no key, by design) is
         # answered before auth, and every answer to an allowed origin, refusals included

@@ -89,7 +89,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
-        request_id = secrets.token_hex(8)
+        # Outside the request's middleware by now: its id is on the request's state.
+        request_id = getattr(request.state, "request_id", None) or secrets.token_hex(8)
         log.exception(
             "unexpected error on %s %s (request %s)",
             request.method,
@@ -97,12 +98,12 @@ def install_error_handlers(app: FastAPI) -> None:
             request_id,
             extra={"event": "internal_error", "request_id": request_id},
         )
-        return error_response(
-            InternalError(
-                f"An internal error occurred; quote request id {request_id} to the operator.",
-                details={"request_id": request_id},
-            )
+        error = InternalError(
+            f"An internal error occurred; quote request id {request_id} to the operator.",
+            details={"request_id": request_id},
         )
+        error.request_id = request_id
+        return error_response(error, headers={"X-Request-ID": request_id})
 
 
 class BodyLimitMiddleware:

@@ -105,6 +105,7 @@ class ErrorBody(BaseModel):
     plugin: str | None
     tool: str | None
     job_id: str | None
+    request_id: str | None = Field(description="The request's X-Request-ID (HTTP).")
     timestamp: str = Field(examples=["2026-12-05T17:00:00.000Z"])
 
 

@@ -8,6 +8,7 @@ import orjson
 from fastapi.responses import JSONResponse
 
 from lensforge.errors import LensForgeError, utc_timestamp
+from lensforge.logs import current_request_id
 from lensforge.store import Event, JobRecord
 
 
@@ -19,6 +20,8 @@ class FastJSONResponse(JSONResponse):
 
 
 def error_response(exc: LensForgeError, headers: dict[str, str] | None = None) -> FastJSONResponse:
+    """The envelope of ``exc``, with the id of the request being served (X-Request-ID)."""
+    exc.request_id = exc.request_id or current_request_id()
     return FastJSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
 
 

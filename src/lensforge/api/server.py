@@ -16,6 +16,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from lensforge.errors import HeadersTooLarge
+from lensforge.logs import configure_logging
 from lensforge.settings import Settings
 
 STATUS_LINE = b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -93,11 +94,14 @@ def run_server(app: Any, settings: Settings, *, log_level: str | None = None) ->
     """Serve ``app`` on ``settings.host:port`` until interrupted."""
     import uvicorn
 
+    level = (log_level or settings.log_level).lower()
+    configure_logging(level, settings.log_format)
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         http=protocol_for(settings),
-        log_level=(log_level or settings.log_level).lower(),
-        access_log=False,
+        log_level=level,
+        log_config=None,  # uvicorn's lines go through LensForge's handler (lensforge.logs)
+        access_log=False,  # LensForge's access line has the route template
     )

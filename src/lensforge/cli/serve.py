@@ -7,7 +7,6 @@ A non-loopback bind with no API key is refused (anyone could run jobs) unless
 from __future__ import annotations
 
 import ipaddress
-import logging
 from typing import Annotated
 
 import typer
@@ -66,9 +65,6 @@ def serve(
     )
     check_bind(settings, insecure_no_auth)
     malloc.keep_freed_memory(*malloc.API)  # request bodies: see lensforge/malloc.py
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     console.print(f"LensForge on http://{settings.host}:{settings.port}  (docs: /docs)")
     run_server(create_app(settings), settings)
 

@@ -23,6 +23,7 @@ from lensforge.cli.options import (
     load_settings,
 )
 from lensforge.cli.output import console
+from lensforge.logs import configure_logging
 from lensforge.settings import Settings
 
 app = typer.Typer()
@@ -50,9 +51,7 @@ def worker(
         executor=executor,
         log_level=log_level,
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     console.print(
         f"LensForge worker: {settings.workers} {settings.executor} worker(s) on the store "
         "(Ctrl-C to stop)"

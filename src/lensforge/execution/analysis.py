@@ -114,6 +114,12 @@ class AnalysisExecutionService:
         """Store transactions run so far, and the writes they carried (group commit)."""
         return self.jobs.write_stats
 
+    def workers_alive(self) -> int:
+        """Worker processes alive (local executor), else how many calls it takes at once."""
+        executor = self.jobs.plugins.executor
+        pids = getattr(executor, "pids", None)
+        return len(pids()) if callable(pids) else int(executor.capacity)
+
     def default_tool(self, plugin: str) -> str:
         """The name of a plugin's first tool (for callers that name only the plugin)."""
         return next(iter(self.registry.get(plugin).tools))

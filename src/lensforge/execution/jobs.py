@@ -299,7 +299,22 @@ class JobExecutionService:
         self.dispatcher.claimed(claimed)
 
     def _after_transition(self, job: JobRecord, updated: JobRecord) -> None:
-        """Wake waiters, schedule a retry."""
+        """Log it, wake waiters, schedule a retry."""
+        log.info(
+            "job %s %s -> %s",
+            job.id,
+            job.status.value,
+            updated.status.value,
+            extra={
+                "event": "job_transition",
+                "job_id": job.id,
+                "plugin": job.plugin,
+                "tool": job.tool,
+                "from_status": job.status.value,
+                "to_status": updated.status.value,
+                "attempt": updated.attempts,
+            },
+        )
         if updated.status in TERMINAL:
             self.waiters.finished(updated)
         elif updated.status is Status.PENDING:
@@ -308,6 +323,17 @@ class JobExecutionService:
     # -- running a claimed job ---------------------------------------------------------------
 
     def _start(self, job: JobRecord) -> None:
+        log.info(
+            "job %s running",
+            job.id,
+            extra={
+                "event": "job_claimed",
+                "job_id": job.id,
+                "plugin": job.plugin,
+                "tool": job.tool,
+                "attempt": job.attempts,
+            },
+        )
         running = _Running(job, CallControl(self.progress.callback(job.id)))
         self._running[job.id] = running
         running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")

@@ -26,6 +26,7 @@ from lensforge.errors import (
     PluginError,
     ResourceExhausted,
 )
+from lensforge.logs import job_context
 from lensforge.media import Image, MediaLimits, MediaRef, Video
 from lensforge.plugin import CancelSignal, ToolContext
 from lensforge.registry import Registry
@@ -100,6 +101,11 @@ class ToolRunner:
         self.limits = limits
 
     def run(self, call: ToolCall, ctx: ToolContext | None = None) -> Outcome:
+        """Run one call; every line logged meanwhile (``ctx.logger`` too) carries its job."""
+        with job_context(call.job_id, call.plugin, call.tool):
+            return self._run(call, ctx)
+
+    def _run(self, call: ToolCall, ctx: ToolContext | None) -> Outcome:
         ctx = ctx or call.context()
         ctx.tool_caller = partial(self._call_for, call, ctx)
         started = time.perf_counter()

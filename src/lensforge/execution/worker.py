@@ -31,6 +31,7 @@ from lensforge.errors import Cancelled
 from lensforge.execution.channel import BlockingChannel
 from lensforge.execution.tool_runner import Outcome, ToolCall, ToolRunner
 from lensforge.forgesyte import ForgeSyteOptions
+from lensforge.logs import configure_logging
 from lensforge.media import MediaLimits
 from lensforge.plugin import Plugin
 from lensforge.registry import Registry, load_registry
@@ -90,6 +91,7 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
     # Plugins that keep files of their own (objects.detect's model registry) find the
     # server's data directory here, whatever set it (a flag, code, the environment).
     os.environ["LENSFORGE_DATA_DIR"] = str(config.settings.data_dir)
+    configure_logging(config.settings.log_level, config.settings.log_format)
     registry = config.registry()
     registry.initialize()
     gc.freeze()  # models and modules loaded by setup() live as long as the worker
