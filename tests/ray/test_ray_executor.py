@@ -16,6 +16,7 @@ from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig, plugin_path
 from lensforge.media import MediaLimits
 from lensforge.registry import load_registry
+from lensforge.settings import Settings
 from tests.plugins_for_tests import Chaos, Testing
 from tests.support import png
 
@@ -28,9 +29,10 @@ PLUGINS = [Testing, Chaos]
 def ray_executor(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[RayExecutor, asyncio.Runner]]:
-    blob_dir = tmp_path_factory.mktemp("blobs")
+    root = tmp_path_factory.mktemp("ray")
+    settings = Settings(database_url=f"sqlite:///{root / 'db'}", data_dir=root / "data")
     config = WorkerConfig(
-        blob_dir=blob_dir,
+        settings=settings,
         limits=MediaLimits(),
         extra_plugins=[plugin_path(cls) for cls in PLUGINS],
     )
@@ -71,10 +73,8 @@ def test_tools_run_in_warm_actors(ray_executor: tuple[RayExecutor, asyncio.Runne
 def test_a_real_vision_tool_reads_its_image_from_the_blob_store(
     ray_executor: tuple[RayExecutor, asyncio.Runner],
 ) -> None:
-    from lensforge.blobs import BlobStore
-
     executor, _ = ray_executor
-    ref = BlobStore(executor.config.blob_dir).put(png(64, 48))
+    ref = executor.config.settings.open_blobs().put(png(64, 48))
     outcome = run(ray_executor, "image", "info", {"image": {"blob": ref}})
     assert outcome.ok, outcome.error
     assert (outcome.result["width"], outcome.result["height"]) == (64, 48)

@@ -39,7 +39,9 @@ def job_ids(response: Any) -> set[str]:
 
 def strip_volatile(error: dict[str, Any]) -> dict[str, Any]:
     """An error envelope without what differs between two requests (time, the id asked for)."""
-    return {k: v for k, v in error.items() if k not in ("timestamp", "job_id", "message")}
+    return {
+        k: v for k, v in error.items() if k not in ("timestamp", "job_id", "message", "request_id")
+    }
 
 
 def test_listings_show_only_ones_own_jobs(shared: Secure) -> None:

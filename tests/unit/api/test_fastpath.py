@@ -16,6 +16,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Header, Response
 from fastapi.testclient import TestClient
 
+from lensforge.api import dashboard
 from lensforge.api.compat.forgesyte import build_router as forgesyte_router
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.fastpath import IDEMPOTENCY_KEY_MAX, RequestRoute
@@ -69,6 +70,7 @@ def comparable(response: httpx.Response) -> tuple[int, Any, str | None]:
     if isinstance(error, dict):
         error.pop("timestamp")
         error.pop("job_id")
+        error.pop("request_id")  # each request's own
     body.pop("job_id", None)
     if body.get("status") in ("PENDING", "RUNNING"):  # a worker may be free for one, not both
         body["status"] = "accepted"
@@ -171,7 +173,7 @@ def test_flat_routing_serves_what_included_routers_serve(client: TestClient) -> 
     assert paths[:2] == ["/v1/analyze", "/v1/jobs"]
     assert paths.index("/openapi.json") > paths.index("/v1/analyze-execution")
     included = FastAPI()
-    for module in (analyze, jobs, system, plugins, blobs, admin, compat, models):
+    for module in (analyze, jobs, system, plugins, blobs, admin, compat, models, dashboard):
         included.include_router(module.router)
     included.include_router(forgesyte_router())
     ours = {p: v for p, v in app.openapi()["paths"].items() if not p.startswith("/plain")}

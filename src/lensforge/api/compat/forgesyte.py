@@ -30,7 +30,7 @@ from lensforge import __version__
 from lensforge.api.auth import authorize, requires
 from lensforge.api.compat import forgesyte_views as views
 from lensforge.api.deps import AnalysisDep, CallerDep
-from lensforge.api.models import ForgeSyteError
+from lensforge.api.models import ErrorEnvelope, ForgeSyteError
 from lensforge.api.multipart import read_form
 from lensforge.api.responses import FastJSONResponse
 from lensforge.errors import (
@@ -104,9 +104,17 @@ def build_router(prefix: str = "/forgesyte") -> APIRouter:
         tags=["forgesyte"],
         route_class=ForgeSyteRoute,
         generate_unique_id_function=lambda route: f"forgesyte_api_{route.name}",
+        # What the routes themselves refuse takes ForgeSyte's shape; what the app refuses
+        # before any route runs (auth, body size, an unexpected error) is LensForge's envelope.
         responses={
-            status: {"model": ForgeSyteError, "description": "ForgeSyte's error shape"}
-            for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504)
+            **{
+                status: {"model": ForgeSyteError, "description": "ForgeSyte's error shape"}
+                for status in (400, 404, 409, 415, 422, 502, 503, 504)
+            },
+            **{
+                status: {"model": ErrorEnvelope, "description": "Refused before the route ran"}
+                for status in (401, 403, 413, 429, 500)
+            },
         },
     )
 
