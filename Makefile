@@ -33,7 +33,9 @@ test: system-deps $(VENV)/.installed-test
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 -m "not ray"
+	# Ray keeps daemons and process-wide state: its tests get a pytest process of their own.
+	$(BIN)/pytest -m ray
 
 ## System packages: installed when we are root with apt-get, otherwise the command is printed.
 system-deps:

@@ -11,7 +11,7 @@ import uvicorn
 from lensforge.api import create_app
 from lensforge.logs import configure_logging
 from lensforge.settings import Settings
-from tests.support import Single, Testing
+from tests.plugins_for_tests import Single, Testing
 
 if __name__ == "__main__":
     settings = Settings()

@@ -130,6 +130,10 @@ def test_jobs_submitted_over_rest_appear_without_a_reload(
 
 
 def test_phone_width_and_keyboard(browser: Any, server: DashboardServer, tmp_path: Path) -> None:
+    submitted = httpx.post(
+        server.url + "/v1/jobs", json={"plugin": "testing.echo", "inputs": {"text": "phone"}}
+    )
+    assert submitted.status_code in (200, 202), submitted.text
     tab = open_tab(browser, tmp_path, PHONE)
     page = tab.page
     try:

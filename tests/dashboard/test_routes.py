@@ -15,7 +15,7 @@ from lensforge.api.dashboard.routes import ASSETS
 from lensforge.api.dashboard.stats import last_hour
 from lensforge.settings import Settings
 from lensforge.store import JobRecord, Status
-from tests.support import Testing
+from tests.plugins_for_tests import Testing
 
 
 @pytest.fixture
@@ -100,6 +100,7 @@ def record(n: int, status: Status, created: float, finished: float | None) -> Jo
         idempotency_key=None,
         request_hash=None,
         timeout_s=None,
+        retry_on=(),
         cancel_requested=False,
         lease_owner=None,
         lease_expires_at=None,

@@ -107,7 +107,7 @@ def test_the_cli(tmp_path: Path, files: dict[str, Path]) -> None:
     assert added.exit_code == 0, added.output
     assert "pets\tyolo\t640x640\t3 labels\tMIT" in added.output
     listed = runner.invoke(models_app, ["list", "--json", *data])
-    (entry,) = json.loads(listed.output)["models"]
+    (entry,) = json.loads(listed.stdout)["models"]
     assert (entry["name"], entry["license"], entry["labels"]) == ("pets", "MIT", LABELS)
 
     refused = runner.invoke(
@@ -125,7 +125,7 @@ def test_the_cli(tmp_path: Path, files: dict[str, Path]) -> None:
         ],
     )
     assert refused.exit_code == 2
-    assert json.loads(refused.output)["error"]["code"] == "validation_error"
+    assert json.loads(refused.stdout)["error"]["code"] == "validation_error"
 
     removed = runner.invoke(models_app, ["remove", "pets", *data])
     assert removed.exit_code == 0 and "Removed pets" in removed.output

@@ -20,7 +20,7 @@ from lensforge.settings import Settings
 from tests.plugins_for_tests import Chaos, Testing
 from tests.support import png
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 PLUGINS = [Testing, Chaos]
 

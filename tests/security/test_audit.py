@@ -47,7 +47,7 @@ def test_key_creation_and_revocation_are_audited(
 def test_cli_key_changes_are_audited(secure: Secure, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LENSFORGE_DATABASE_URL", secure.settings.database_url)
     runner = CliRunner()
-    made = json.loads(runner.invoke(cli, ["keys", "create", "--name", "c", "--json"]).output)
+    made = json.loads(runner.invoke(cli, ["keys", "create", "--name", "c", "--json"]).stdout)
     assert runner.invoke(cli, ["keys", "revoke", made["id"]]).exit_code == 0
     created = audit(secure, "&event=key_created")[0]
     assert created["detail"] == {"new_key": made["id"], "scopes": ["analyze", "read"], "via": "cli"}

@@ -236,7 +236,7 @@ def test_cli_keys_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyP
         cli, ["keys", "create", "--name", "ci", "--scope", "analyze,read", "--json"]
     )
     assert made.exit_code == 0, made.output
-    created = json.loads(made.output)
+    created = json.loads(made.stdout)
     assert created["scopes"] == ["analyze", "read"] and created["key"].startswith("lf_")
 
     human = runner.invoke(cli, ["keys", "create", "--name", "ops", "--scope", "read", "--admin"])
@@ -247,7 +247,7 @@ def test_cli_keys_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     listed = runner.invoke(cli, ["keys", "list", "--json"])
     assert listed.exit_code == 0
-    keys = {k["name"]: k for k in json.loads(listed.output)["keys"]}
+    keys = {k["name"]: k for k in json.loads(listed.stdout)["keys"]}
     assert keys["ops"]["scopes"] == ["admin", "read"]
     assert created["key"] not in listed.output and secret_line[0] not in listed.output
     table = runner.invoke(cli, ["keys", "list"])

@@ -163,7 +163,7 @@ def test_keys_never_reach_the_logs(
     client.get("/v1/audit?limit=1000", **secure.admin.kw)
     monkeypatch.setenv("LENSFORGE_DATABASE_URL", secure.settings.database_url)
     cli_made = CliRunner().invoke(cli, ["keys", "create", "--name", "cli", "--json"])
-    cli_secret = json.loads(cli_made.output)["key"]
+    cli_secret = json.loads(cli_made.stdout)["key"]
 
     assert caplog.records, "nothing was logged: the check would prove nothing"
     secrets = every_secret(secure, new.secret, cli_secret, wrong)
