@@ -220,6 +220,28 @@ def test_idempotency_key(client: TestClient) -> None:
     assert fresh.json()["job_id"] != first.json()["job_id"]
 
 
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"tool": "pid"},  # another tool of the same plugin, the same (empty) inputs
+        {"plugin": "single", "tool": None},  # another plugin, the same inputs
+        {"timeout_s": 5.0},  # another time limit
+    ],
+    ids=["tool", "plugin", "time-limit"],
+)
+def test_the_idempotency_key_covers_tool_and_time_limit(
+    client: TestClient, changed: dict[str, object]
+) -> None:
+    """Reusing a key for another tool or time limit is a conflict, never the other job."""
+    body: dict[str, object] = {"plugin": "testing", "tool": "noop", "inputs": {}}
+    headers = {"Idempotency-Key": f"cover-{time.time_ns()}"}
+    first = client.post("/v1/jobs", json=body, headers=headers)
+    assert first.status_code == 202
+    other = client.post("/v1/jobs", json={**body, **changed}, headers=headers)
+    assert other.status_code == 409, other.text
+    assert other.json()["error"]["code"] == "conflict"
+
+
 def test_idempotency_key_on_sync_analyze(client: TestClient) -> None:
     body = {"plugin": "single", "inputs": {"value": 21}}
     headers = {"Idempotency-Key": f"sync-{time.time_ns()}"}
