@@ -90,9 +90,7 @@ _FENCE_OWNED = _FENCE.where(jobs.c.lease_owner == bindparam("owner"))
 _FRAMES_SO_FAR = select(job_checkpoints.c.frames).where(
     job_checkpoints.c.job_id == bindparam("job_id")
 )
-_DELETE_CHECKPOINT = delete(job_checkpoints).where(
-    job_checkpoints.c.job_id == bindparam("job_id")
-)
+_DELETE_CHECKPOINT = delete(job_checkpoints).where(job_checkpoints.c.job_id == bindparam("job_id"))
 _INSERT_CHECKPOINT = insert(job_checkpoints).values(
     {name: bindparam(name) for name in ("job_id", "state", "frames", "at")}
 )

@@ -269,7 +269,9 @@ class JobStore:
     async def checkpoint(self, job_id: str) -> Checkpoint | None:
         return await self._read(checkpoints.last, job_id)
 
-    async def frames(self, job_id: str, *, after: int = -1, limit: int = 100) -> list[FrameItem]:
+    async def frames(
+        self, job_id: str, *, after: int = -1, limit: int = 100
+    ) -> builtins.list[FrameItem]:
         return await self._read(checkpoints.frames, job_id, after, limit)
 
 
