@@ -62,7 +62,10 @@ class ProgressReporter:
         loop = asyncio.get_running_loop()
 
         def checkpoint(state: dict[str, Any], items: list[dict[str, Any]]) -> None:
-            loop.call_soon_threadsafe(self._chain, job_id, state, items, refused)
+            if _on_loop(loop):  # the inline executor: chained now, before the tool returns
+                self._chain(job_id, state, items, refused)
+            else:
+                loop.call_soon_threadsafe(self._chain, job_id, state, items, refused)
 
         return checkpoint
 
@@ -111,6 +114,14 @@ class ProgressReporter:
 
     async def drain(self, job_id: str) -> None:
         """Wait until every checkpoint the job made so far is written (or failed)."""
+        await asyncio.sleep(0)  # checkpoints handed over from threads are chained first
         while (last := self._checkpoints.get(job_id)) is not None:
             await asyncio.gather(last, return_exceptions=True)
             await asyncio.sleep(0)  # let the done-callback forget it
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # a thread with no loop: a tool on the thread executor
+        return False
