@@ -35,6 +35,9 @@ class ProgressReporter:
         self.worker_id = worker_id
         self.interval_s = interval_s
         self._checkpoints: dict[str, asyncio.Future[None]] = {}  # each job's last write
+        # Items of checkpoints the store failed to write, carried into the job's next one,
+        # so that a newer state is never stored without the items before it.
+        self._unsaved: dict[str, list[dict[str, Any]]] = {}
 
     def callback(self, job_id: str) -> Callable[[float, str | None], None]:
         loop = asyncio.get_running_loop()
@@ -91,14 +94,16 @@ class ProgressReporter:
     ) -> None:
         if before is not None:
             await asyncio.gather(before, return_exceptions=True)  # in the tool's order
+        items = self._unsaved.pop(job_id, []) + items
         try:
             stored = await self.store.save_checkpoint(job_id, state, items, self.worker_id)
         except Exception:
             log.exception(
-                "checkpoint of job %s not stored",
+                "checkpoint of job %s not stored; its items go with the next one",
                 job_id,
                 extra={"event": "checkpoint_failed", "job_id": job_id},
             )
+            self._unsaved[job_id] = items
             return
         if not stored:
             log.warning(
@@ -118,6 +123,14 @@ class ProgressReporter:
         while (last := self._checkpoints.get(job_id)) is not None:
             await asyncio.gather(last, return_exceptions=True)
             await asyncio.sleep(0)  # let the done-callback forget it
+        if self._unsaved.pop(job_id, None) is not None:
+            # Its last checkpoint failed: a retry resumes from the one before, whose items
+            # are all stored; only this attempt's later items are missing, as after a crash.
+            log.error(
+                "job %s ends with checkpoint items unstored",
+                job_id,
+                extra={"event": "checkpoint_lost", "job_id": job_id},
+            )
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -134,3 +134,25 @@ def test_a_ray_plugin_actor_holds_checkpoints_until_taken(tmp_path: Any) -> None
     taken = host.take_checkpoints("j")
     assert [state["next"] for state, _ in taken] == [2, 4]
     assert host.take_checkpoints("j") == []
+
+
+async def test_items_of_a_failed_checkpoint_go_with_the_next_one() -> None:
+    class Flaky(InMemoryJobStore):
+        failures = 1
+
+        async def save_checkpoint(self, *args: Any, **kwargs: Any) -> bool:
+            if self.failures:
+                self.failures -= 1
+                raise OSError("the database is away")
+            return await super().save_checkpoint(*args, **kwargs)
+
+    store = Flaky()
+    job, _ = await store.create(NewJob(plugin="p", tool="t", inputs={}), claim_for="w1")
+    reporter = ProgressReporter(store, "w1")
+    checkpoint = reporter.checkpointer(job.id, lambda: None)
+    checkpoint({"next": 2}, [item(0), item(1)])  # fails
+    checkpoint({"next": 3}, [item(2)])
+    await reporter.drain(job.id)
+    assert [f.frame for f in await store.frames(job.id)] == [0, 1, 2]
+    stored = await store.checkpoint(job.id)
+    assert stored is not None and stored.state == {"next": 3}
