@@ -8,6 +8,7 @@ every call, so the frames processed again after a kill can be counted.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -157,6 +158,9 @@ def test_cancel_mid_video_stops_within_one_chunk(
     log = tmp_path / "cancel.log"
     job_id = submit(local, clip, "analyze", log, delay_s=0.05)
     wait_for(lambda: stored(local, job_id) >= CHUNK)
+    running = local.get(f"/v1/jobs/{job_id}").json()
+    assert re.fullmatch(r"frame \d+ of 90, ETA \d+ s", running["progress_message"]), running
+    assert 0 < running["progress"] < 1
     response = local.post(f"/v1/jobs/{job_id}/cancel")
     assert response.status_code in (200, 202), response.text
     at_cancel = calls(log)["1"]
