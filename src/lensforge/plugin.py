@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
+import orjson
+
 from lensforge.errors import Cancelled
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,7 +65,8 @@ class ToolResult(Protocol):
 
 
 class ToolContext:
-    """What a running tool may use besides its inputs: progress, cancellation and a logger."""
+    """What a running tool may use besides its inputs: progress, cancellation, a logger, and
+    checkpoints for long work (:meth:`checkpoint`, :attr:`resume`)."""
 
     def __init__(
         self,
@@ -74,6 +77,8 @@ class ToolContext:
         attempt: int = 1,
         on_progress: Callable[[float, str | None], None] | None = None,
         cancel_event: CancelSignal | None = None,
+        resume: dict[str, Any] | None = None,
+        on_checkpoint: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.job_id = job_id
         self.plugin = plugin
@@ -81,6 +86,10 @@ class ToolContext:
         self.attempt = attempt
         self._on_progress = on_progress
         self._cancel_event = cancel_event
+        self._on_checkpoint = on_checkpoint
+        #: The state of this job's last checkpoint (a retried job resumes from it), or None
+        #: on a fresh start. See :meth:`checkpoint`.
+        self.resume = resume
         # Set by the ToolRunner: runs another tool through it (see call_tool).
         self.tool_caller: Callable[[str, dict[str, Any]], ToolResult] | None = None
 
@@ -98,6 +107,24 @@ class ToolContext:
     def logger(self) -> logging.Logger:
         """The plugin's logger, ``lensforge.plugins.<plugin>``."""
         return logging.getLogger(f"lensforge.plugins.{self.plugin}")
+
+    @property
+    def durable(self) -> bool:
+        """Whether :meth:`checkpoint` stores anything (the call runs as a stored job)."""
+        return self._on_checkpoint is not None
+
+    def checkpoint(self, state: dict[str, Any], items: list[dict[str, Any]] | None = None) -> None:
+        """Record how far the tool got: ``state`` (a JSON object) is what :attr:`resume`
+        holds if the job runs again after a crash, and ``items`` (JSON objects, e.g. one per
+        frame with its ``index`` and ``timestamp_s``) are appended to the job's stored items,
+        paged at ``GET /v1/jobs/{id}/frames``. Both are stored together or not at all, in
+        the order of the calls, fenced by the job's lease; the job's result waits for them.
+        Outside a stored job it does nothing (see :attr:`durable`)."""
+        if self._on_checkpoint is not None:
+            # A JSON copy: the tool may change its state right after, on another thread
+            # than the one that stores it; and what is not JSON fails here, in the tool.
+            copy = orjson.loads(orjson.dumps({"state": state, "items": list(items or ())}))
+            self._on_checkpoint(copy["state"], copy["items"])
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress between 0 and 1, with an optional message."""

@@ -42,7 +42,7 @@ from lensforge.execution.tool_runner import ToolRunner
 from lensforge.media import MediaLimits
 from lensforge.plugin import Plugin
 from lensforge.registry import Registry
-from lensforge.store import Event, JobRecord, NewJob, Status
+from lensforge.store import Checkpoint, Event, FrameItem, JobRecord, NewJob, Status
 from lensforge.store.records import new_job_id
 
 _JSON_VALUES = ("inputs", "result", "error")
@@ -67,6 +67,8 @@ class _Tables:
     events: dict[str, builtins.list[Event]] = field(default_factory=dict)
     keys: dict[tuple[str, str], str] = field(default_factory=dict)  # (owner, key) → job id
     blob_owners: set[tuple[str, str]] = field(default_factory=set)
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    frames: dict[str, builtins.list[FrameItem]] = field(default_factory=dict)
     next_event: int = 1
 
 
@@ -282,6 +284,45 @@ class InMemoryJobStore:
 
     async def ping(self) -> None:
         return None
+
+    # -- checkpoints of long jobs -------------------------------------------------------------
+
+    async def save_checkpoint(
+        self,
+        job_id: str,
+        state: dict[str, Any],
+        items: Sequence[dict[str, Any]] = (),
+        lease_owner: str | None = None,
+    ) -> bool:
+        self._writes += 1
+        job = self._t.jobs.get(job_id)
+        if job is None or job.status is not Status.RUNNING:
+            return False
+        if lease_owner is not None and job.lease_owner != lease_owner:
+            return False
+        stored = self._t.frames.setdefault(job_id, [])
+        for item in items:
+            frame, timestamp = item.get("index"), item.get("timestamp_s")
+            stored.append(
+                FrameItem(
+                    len(stored),
+                    frame if isinstance(frame, int) else None,
+                    float(timestamp) if isinstance(timestamp, int | float) else None,
+                    _json_copy(item),
+                )
+            )
+        self._t.checkpoints[job_id] = Checkpoint(_json_copy(state), len(stored), time.time())
+        return True
+
+    async def checkpoint(self, job_id: str) -> Checkpoint | None:
+        found = self._t.checkpoints.get(job_id)
+        return None if found is None else replace(found, state=_json_copy(found.state))
+
+    async def frames(
+        self, job_id: str, *, after: int = -1, limit: int = 100
+    ) -> builtins.list[FrameItem]:
+        stored = self._t.frames.get(job_id, [])
+        return [replace(f, item=_json_copy(f.item)) for f in stored[after + 1 : after + 1 + limit]]
 
     # -- the guarded transition ---------------------------------------------------------------
 

@@ -527,6 +527,63 @@ async def test_set_progress_only_on_running_jobs_of_the_lease_owner(store: Store
     assert (await store.get(running.id)).progress == 0.75  # type: ignore[union-attr]
 
 
+# -- checkpoints of long jobs ------------------------------------------------------------------
+
+
+def frame_item(index: int, **extra: Any) -> dict[str, Any]:
+    return {"index": index, "timestamp_s": index / 30, "result": {"n": index, "x": 0.5}, **extra}
+
+
+async def test_checkpoints_store_state_and_number_items_on(store: Store) -> None:
+    job = await run_job(store, await make_job(store), worker="w1")
+    assert await store.checkpoint(job.id) is None
+    assert await store.frames(job.id) == []
+    first = [frame_item(0), frame_item(3)]
+    assert await store.save_checkpoint(job.id, {"next": 4, "f": 1.0}, first, "w1") is True
+    assert await store.save_checkpoint(job.id, {"next": 7}, [frame_item(6)], "w1") is True
+    checkpoint = await store.checkpoint(job.id)
+    assert checkpoint is not None
+    assert (checkpoint.state, checkpoint.frames) == ({"next": 7}, 3)
+    stored = await store.frames(job.id)
+    assert [(f.seq, f.frame, f.item) for f in stored] == [
+        (0, 0, first[0]),
+        (1, 3, first[1]),
+        (2, 6, frame_item(6)),
+    ]
+    assert stored[1].timestamp_s == pytest.approx(0.1)
+    assert type(stored[0].item["result"]["x"]) is float  # JSON comes back as it went in
+
+
+async def test_checkpoints_are_fenced_by_status_and_lease_owner(store: Store) -> None:
+    job = await run_job(store, await make_job(store), worker="w1")
+    pending = await make_job(store)
+    assert await store.save_checkpoint(pending.id, {"next": 1}, [frame_item(0)]) is False
+    assert await store.save_checkpoint(job.id, {"next": 1}, [frame_item(0)], "w2") is False
+    assert await store.checkpoint(job.id) is None
+    assert await store.frames(job.id) == []  # a refused checkpoint stores no items either
+    assert await store.save_checkpoint(job.id, {"next": 1}, [frame_item(0)]) is True  # unfenced
+    assert await store.save_checkpoint("missing", {"next": 1}) is False
+
+
+async def test_a_checkpoint_survives_recovery_and_frames_page_by_seq(store: Store) -> None:
+    job = await run_job(store, await make_job(store, max_attempts=2), worker="w1")
+    items = [frame_item(i) for i in range(7)]
+    assert await store.save_checkpoint(job.id, {"next": 7}, items, "w1")
+    back = await store.transition(job.id, Status.RUNNING, Status.PENDING, lease_owner=None)
+    assert await store.save_checkpoint(job.id, {"next": 99}, [frame_item(99)]) is False
+    (again,) = await store.claim("w2", 30.0, 1, [back.id])
+    assert again.attempts == 2
+    checkpoint = await store.checkpoint(job.id)
+    assert checkpoint is not None and checkpoint.state == {"next": 7}
+    page = await store.frames(job.id, limit=3)
+    assert [f.seq for f in page] == [0, 1, 2]
+    page = await store.frames(job.id, after=page[-1].seq, limit=3)
+    assert [f.seq for f in page] == [3, 4, 5]
+    assert [f.seq for f in await store.frames(job.id, after=5, limit=3)] == [6]
+    assert await store.frames(job.id, after=6) == []
+    assert await store.frames("missing") == []
+
+
 # -- schema and data ---------------------------------------------------------------------------
 
 

@@ -177,6 +177,22 @@ class JobEvents(BaseModel):
     events: list[JobEvent]
 
 
+class JobFrame(BaseModel):
+    seq: int = Field(description="Position among the job's stored items, from 0.")
+    frame: int | None = Field(description="The video frame the item is about, from 0.")
+    timestamp_s: float | None
+    item: dict[str, Any] = Field(
+        description="What the tool stored for this frame (video.analyze: the image tool's "
+        "result or error; video.track: the boxes with their track ids)."
+    )
+
+
+class JobFrames(BaseModel):
+    job_id: str
+    frames: list[JobFrame]
+    next_cursor: int | None = Field(description="Pass as ?cursor= for the next page.")
+
+
 # -- plugins -------------------------------------------------------------------------------------
 
 

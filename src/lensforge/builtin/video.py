@@ -3,11 +3,14 @@
 Every tool reads frames one at a time (memory stays at one frame), reports progress in
 frames, and stops between frames when its job is cancelled. ``video.analyze`` and
 ``video.track`` run image tools over sampled frames through the same ToolRunner as any
-call (see docs/video.md).
+call (see docs/video.md). Both work in chunks of sampled frames and checkpoint after each
+(``ctx.checkpoint``): a job whose worker or server dies resumes from its last checkpoint's
+next frame, and its result equals an uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,11 +18,13 @@ from pydantic import BaseModel, Field
 
 from lensforge.plugin import Plugin, ToolContext, tool
 from lensforge.results import Box, ImageArtifact
-from lensforge.video import Detection, Frame, IouTracker, Sampling, detect_cuts
+from lensforge.video import Detection, Frame, IouTracker, Sampling, Track, detect_cuts
 from lensforge.video.media import Video
 from lensforge.video.scenes import DEFAULT_CONTRAST, DEFAULT_THRESHOLD
 
 MAX_FRAMES_OUT = 500  # frames video.frames returns at most (each is a stored image)
+CHUNK_FRAMES = 30  # sampled frames between two checkpoints of video.analyze and video.track
+MAX_ERRORS = 100  # per-frame errors video.analyze lists in its result (all are counted)
 
 
 class AudioStreamInfo(BaseModel):
@@ -78,6 +83,60 @@ def _progress(ctx: ToolContext | None, done: int, total: int) -> None:
             ctx.progress(min(1.0, done / total), f"frame {done} of {total}")
 
 
+class _Pace:
+    """Progress of a chunked tool in frames done / total, with an ETA from this run's rate
+    (a resumed run counts only the frames it processed itself)."""
+
+    def __init__(self, ctx: ToolContext, done: int, total: int) -> None:
+        self.ctx, self.total, self.first = ctx, total, done
+        self.started = time.monotonic()
+
+    def report(self, done: int) -> None:
+        if not self.total:
+            return
+        elapsed, fresh = time.monotonic() - self.started, done - self.first
+        message = f"frame {done} of {self.total}"
+        if fresh > 0 and elapsed > 0:
+            message += f", ETA {max(0.0, self.total - done) * elapsed / fresh:.0f} s"
+        self.ctx.progress(min(1.0, done / self.total), message)
+
+
+def _tracker_state(tracker: IouTracker) -> dict[str, Any]:
+    """What an :class:`IouTracker` needs to go on after a restart, as JSON."""
+
+    def track(t: Track) -> dict[str, Any]:
+        return {
+            "id": t.id,
+            "label": t.label,
+            "velocity": list(t.velocity),
+            "detections": [
+                [d.frame, d.timestamp_s, list(d.box), d.score, d.label] for d in t.detections
+            ],
+        }
+
+    return {
+        "active": [track(t) for t in tracker._active],
+        "done": [track(t) for t in tracker._done],
+        "next_id": tracker._next_id,
+        "seen": tracker._seen_frames[-(tracker.max_gap + 1) :],  # all _retire ever reads
+    }
+
+
+def _restore_tracker(tracker: IouTracker, state: dict[str, Any]) -> None:
+    def track(data: dict[str, Any]) -> Track:
+        detections = [
+            Detection(frame, timestamp, (box[0], box[1], box[2], box[3]), score, label)
+            for frame, timestamp, box, score, label in data["detections"]
+        ]
+        velocity = (float(data["velocity"][0]), float(data["velocity"][1]))
+        return Track(data["id"], data["label"], detections, velocity)
+
+    tracker._active = [track(t) for t in state["active"]]
+    tracker._done = [track(t) for t in state["done"]]
+    tracker._next_id = int(state["next_id"])
+    tracker._seen_frames = list(state["seen"])
+
+
 class FrameResult(BaseModel):
     index: int
     timestamp_s: float
@@ -96,8 +155,14 @@ class AnalysisSummary(BaseModel):
 
 class VideoAnalysis(BaseModel):
     summary: AnalysisSummary
-    frames: list[FrameResult]
-    errors: list[dict[str, Any]] = Field(default_factory=list)
+    frames: list[FrameResult] | None = Field(
+        None,
+        description="Per-frame results when the call is not a stored job (lensforge run); a "
+        "job's are stored as it goes and paged at GET /v1/jobs/{id}/frames.",
+    )
+    errors: list[dict[str, Any]] = Field(
+        default_factory=list, description=f"The first {MAX_ERRORS} per-frame errors."
+    )
 
 
 class TrackPoint(BaseModel):
@@ -233,41 +298,59 @@ class VideoPlugin(Plugin):
             default_factory=dict, description="The image tool's other inputs."
         ),
         max_side: int | None = Field(None, ge=16, le=8192, description="Downsize frames."),
+        chunk_frames: int = Field(
+            CHUNK_FRAMES, ge=1, le=10_000, description="Sampled frames between checkpoints."
+        ),
         ctx: ToolContext | None = None,
     ) -> VideoAnalysis:
         """Run an image tool over sampled frames (each call governed by the ToolRunner like
-        any other: inputs and output validated, measured); per-frame results and a summary."""
+        any other: inputs and output validated, measured); a summary, and per-frame results
+        stored in chunks (a crashed job resumes from its last chunk)."""
         if ctx is None:
             raise ValueError("video.analyze needs its ToolContext")
         sampling = Sampling(every_s=every_s)
         wanted = sampling.wanted(video.info.fps, video.info.frame_count)
         total = len(wanted) if wanted is not None else video.info.frame_count
-        frames: list[FrameResult] = []
-        errors: list[dict[str, Any]] = []
-        for done, frame in enumerate(video.frames(sampling, max_side=max_side), start=1):
+        state: dict[str, Any] = {"next_frame": 0, "analyzed": 0, "failures": 0, "errors": []}
+        state.update(ctx.resume or {})
+        kept: list[FrameResult] | None = None if ctx.durable else []
+        items: list[dict[str, Any]] = []
+        pace = _Pace(ctx, state["analyzed"], total)
+        frames = video.frames(sampling, start_frame=state["next_frame"], max_side=max_side)
+        for frame in frames:
             ctx.check_cancelled()
             outcome = ctx.call_tool(tool, {**inputs, "image": frame.image()})
+            item: dict[str, Any] = {"index": frame.index, "timestamp_s": frame.timestamp_s}
             if outcome.ok:
-                frames.append(
-                    FrameResult(
-                        index=frame.index, timestamp_s=frame.timestamp_s, result=outcome.result
-                    )
-                )
+                item["result"] = outcome.result
+                if kept is not None:
+                    kept.append(FrameResult(**item))
             else:
-                errors.append({"frame": frame.index, **(outcome.error or {})})
-            _progress(ctx, done, total)
+                item["error"] = outcome.error
+                state["failures"] += 1
+                if len(state["errors"]) < MAX_ERRORS:
+                    state["errors"].append({"frame": frame.index, **(outcome.error or {})})
+            items.append(item)
+            state["analyzed"] += 1
+            state["next_frame"] = frame.index + 1
+            if len(items) >= chunk_frames:
+                ctx.checkpoint(state, items)
+                items = []
+            pace.report(state["analyzed"])
+        if items:
+            ctx.checkpoint(state, items)
         return VideoAnalysis(
             summary=AnalysisSummary(
                 tool=tool,
-                frames_analyzed=len(frames) + len(errors),
+                frames_analyzed=state["analyzed"],
                 frames_total=video.info.frame_count,
                 every_s=every_s,
                 fps=video.info.fps,
                 duration_s=video.info.duration_s,
-                failures=len(errors),
+                failures=state["failures"],
             ),
-            frames=frames,
-            errors=errors,
+            frames=kept,
+            errors=state["errors"],
         )
 
     @tool(timeout_s=3600, long=True)
@@ -281,27 +364,54 @@ class VideoPlugin(Plugin):
         max_gap: int = Field(5, ge=0, description="Sampled frames a track may go unseen."),
         min_hits: int = Field(2, ge=1, description="Shortest track kept, in detections."),
         max_side: int | None = Field(None, ge=16, le=8192),
+        chunk_frames: int = Field(
+            CHUNK_FRAMES, ge=1, le=10_000, description="Sampled frames between checkpoints."
+        ),
         ctx: ToolContext | None = None,
     ) -> VideoTracks:
         """Detections of an image tool linked across frames into tracks (an IoU tracker with
         constant-velocity prediction; see docs/video.md): track id, first and last frame,
-        the box on every frame. Boxes are in the coordinates of the frames analysed."""
+        the box on every frame. Boxes are in the coordinates of the frames analysed. Each
+        frame's boxes with their track ids are stored in chunks (see video.analyze)."""
         if ctx is None:
             raise ValueError("video.track needs its ToolContext")
         tracker = IouTracker(iou_threshold=iou_threshold, max_gap=max_gap, min_hits=min_hits)
         sampling = Sampling(every_s=every_s)
         wanted = sampling.wanted(video.info.fps, video.info.frame_count)
         total = len(wanted) if wanted is not None else video.info.frame_count
-        analysed = 0
-        for analysed, frame in enumerate(video.frames(sampling, max_side=max_side), start=1):
+        resume = ctx.resume or {}
+        next_frame, analysed = int(resume.get("next_frame", 0)), int(resume.get("analysed", 0))
+        if "tracker" in resume:
+            _restore_tracker(tracker, resume["tracker"])
+        items: list[dict[str, Any]] = []
+        pace = _Pace(ctx, analysed, total)
+        for frame in video.frames(sampling, start_frame=next_frame, max_side=max_side):
             ctx.check_cancelled()
             outcome = ctx.call_tool(tool, {**inputs, "image": frame.image()})
             detections = [
                 Detection(frame.index, frame.timestamp_s, box, score, label)
                 for box, score, label in (_boxes(outcome.result) if outcome.ok else [])
             ]
-            tracker.update(frame.index, detections)
-            _progress(ctx, analysed, total)
+            assigned = tracker.update(frame.index, detections)
+            items.append(
+                {
+                    "index": frame.index,
+                    "timestamp_s": frame.timestamp_s,
+                    "boxes": [
+                        {"track": track_id, "box": list(d.box), "score": d.score, "label": d.label}
+                        for track_id, d in assigned
+                    ],
+                }
+            )
+            analysed, next_frame = analysed + 1, frame.index + 1
+            if len(items) >= chunk_frames:
+                state = {"next_frame": next_frame, "analysed": analysed}
+                ctx.checkpoint({**state, "tracker": _tracker_state(tracker)}, items)
+                items = []
+            pace.report(analysed)
+        if items:
+            state = {"next_frame": next_frame, "analysed": analysed}
+            ctx.checkpoint({**state, "tracker": _tracker_state(tracker)}, items)
         return VideoTracks(
             tool=tool,
             frames_analyzed=analysed,

@@ -31,7 +31,15 @@ from lensforge.execution.verdicts import (
     internal_failure,
 )
 from lensforge.execution.waiting import Waiter, Waiters
-from lensforge.store import TERMINAL, Event, JobRecord, JobStoreProtocol, NewJob, Status
+from lensforge.store import (
+    TERMINAL,
+    Event,
+    FrameItem,
+    JobRecord,
+    JobStoreProtocol,
+    NewJob,
+    Status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +140,13 @@ class JobExecutionService:
     async def events(self, job_id: str, *, owner: str | None = None) -> list[Event]:
         await self.get(job_id, owner=owner)
         return await self.store.events(job_id)
+
+    async def frames(
+        self, job_id: str, *, owner: str | None = None, after: int = -1, limit: int = 100
+    ) -> list[FrameItem]:
+        """The job's stored per-frame items after ``after`` (a seq), oldest first."""
+        await self.get(job_id, owner=owner)
+        return await self.store.frames(job_id, after=after, limit=limit)
 
     async def counts(self) -> dict[str, int]:
         return await self.store.counts()
@@ -334,14 +349,20 @@ class JobExecutionService:
                 "attempt": job.attempts,
             },
         )
-        running = _Running(job, CallControl(self.progress.callback(job.id)))
+        control = CallControl(self.progress.callback(job.id))
+        control.on_checkpoint = self.progress.checkpointer(job.id, refused=control.cancel)
+        running = _Running(job, control)
         self._running[job.id] = running
         running.task = asyncio.create_task(self._run(running), name=f"job-{job.id}")
 
     async def _run(self, running: _Running) -> None:
         job = running.job
         try:
+            if job.attempts > 1:  # a retry resumes from its last checkpoint, if it made one
+                checkpoint = await self.store.checkpoint(job.id)
+                running.control.resume = checkpoint.state if checkpoint is not None else None
             verdict = await self.plugins.execute(job, running.control)
+            await self.progress.drain(job.id)  # its checkpoints are stored before its result
             try:
                 await self._finish(job, verdict)
             except IllegalTransition:

@@ -46,17 +46,27 @@ class ToolCall:
     job_id: str | None = None
     attempt: int = 1
     timeout_s: float | None = None
+    resume: dict[str, Any] | None = None  # the job's last checkpoint state, if it has one
 
     def to_wire(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, rebuilt by ``ToolCall(*fields)``: a worker channel
         pickles that several times faster than the dataclass itself."""
-        return (self.plugin, self.tool, self.inputs, self.job_id, self.attempt, self.timeout_s)
+        return (
+            self.plugin,
+            self.tool,
+            self.inputs,
+            self.job_id,
+            self.attempt,
+            self.timeout_s,
+            self.resume,
+        )
 
     def context(
         self,
         *,
         on_progress: Callable[[float, str | None], None] | None = None,
         cancel_event: CancelSignal | None = None,
+        on_checkpoint: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
     ) -> ToolContext:
         """The :class:`ToolContext` the tool of this call gets; the one place one is built."""
         return ToolContext(
@@ -66,6 +76,8 @@ class ToolCall:
             attempt=self.attempt,
             on_progress=on_progress,
             cancel_event=cancel_event,
+            resume=self.resume,
+            on_checkpoint=on_checkpoint,
         )
 
 

@@ -6,7 +6,9 @@ It talks to its supervisor (:mod:`lensforge.execution.executors.local`) over two
   main thread, which runs the tools:
   supervisor → worker ``("run", ToolCall fields)``, ``("stop",)``;
   worker → supervisor ``("ready", pid, states)``, ``("progress", job_id, fraction, message)``,
-  ``("done", job_id, Outcome fields)`` (the fields as tuples: see ``ToolCall.to_wire``);
+  ``("checkpoint", job_id, state, items)`` (sent as the tool writes it, so always before its
+  call's ``done``), ``("done", job_id, Outcome fields)`` (the fields as tuples: see
+  ``ToolCall.to_wire``);
 - control, read by a thread of its own so that a cancel reaches a running tool at once
   (``ctx.cancelled``): supervisor → worker ``("cancel", job_id)``.
 
@@ -161,7 +163,14 @@ def _run(
     def progress(fraction: float, text: str | None) -> None:
         send([("progress", job_id, fraction, text)])
 
-    ctx = call.context(on_progress=progress, cancel_event=_Cancelled(cancelled, job_id))
+    def checkpoint(state: dict[str, Any], items: list[dict[str, Any]]) -> None:
+        send([("checkpoint", job_id, state, items)])
+
+    ctx = call.context(
+        on_progress=progress,
+        cancel_event=_Cancelled(cancelled, job_id),
+        on_checkpoint=checkpoint if call.job_id else None,
+    )
     if ctx.cancelled:  # cancelled while it waited its turn here: it never starts
         outcome = Outcome(
             error=Cancelled(plugin=call.plugin, tool=call.tool, job_id=call.job_id).envelope()

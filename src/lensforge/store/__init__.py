@@ -6,13 +6,15 @@ and migrations stay private behind :class:`JobStore`'s async methods.
 
 from lensforge.store.engine import StoreBusy
 from lensforge.store.protocol import JobStoreProtocol
-from lensforge.store.records import Event, JobRecord, NewJob
+from lensforge.store.records import Checkpoint, Event, FrameItem, JobRecord, NewJob
 from lensforge.store.store import JobStore
 from lensforge.store.tables import TERMINAL, Status
 
 __all__ = [
     "TERMINAL",
+    "Checkpoint",
     "Event",
+    "FrameItem",
     "JobRecord",
     "JobStore",
     "JobStoreProtocol",

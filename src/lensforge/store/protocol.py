@@ -12,7 +12,9 @@ Semantics every implementation keeps:
 - ``create`` with an idempotency key returns the owner's existing job for the same request
   hash, and raises Conflict for another;
 - ``claim`` moves the oldest due PENDING jobs to RUNNING, counts an attempt and leases them;
-- JSON values (inputs, results, errors) come back as they went in, number types included.
+- JSON values (inputs, results, errors) come back as they went in, number types included;
+- a checkpoint (resume state + new frame items) is stored whole or not at all, only while
+  the job is RUNNING (and leased to the writer when fenced); items are numbered from 0.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import builtins
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
-from lensforge.store.records import Event, JobRecord, NewJob
+from lensforge.store.records import Checkpoint, Event, FrameItem, JobRecord, NewJob
 from lensforge.store.tables import Status
 
 
@@ -99,6 +101,17 @@ class JobStoreProtocol(Protocol):
 
     async def add_blob_owners(self, pairs: Sequence[tuple[str, str]]) -> None: ...
 
+    async def save_checkpoint(
+        self,
+        job_id: str,
+        state: dict[str, Any],
+        items: Sequence[dict[str, Any]] = (),
+        lease_owner: str | None = None,
+    ) -> bool:
+        """Store a RUNNING job's resume ``state`` and append its new per-frame ``items``, in
+        one transaction, fenced on ``lease_owner`` if given; whether it did."""
+        ...
+
     # -- reads ------------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobRecord | None: ...
@@ -133,6 +146,16 @@ class JobStoreProtocol(Protocol):
     async def owns_blob(self, digest: str, owner: str) -> bool: ...
 
     async def ping(self) -> None: ...
+
+    async def checkpoint(self, job_id: str) -> Checkpoint | None:
+        """The job's last checkpoint, or None if it never wrote one."""
+        ...
+
+    async def frames(
+        self, job_id: str, *, after: int = -1, limit: int = 100
+    ) -> builtins.list[FrameItem]:
+        """The job's frame items with ``seq`` above ``after``, in order (keyset paging)."""
+        ...
 
     @property
     def write_stats(self) -> tuple[int, int]:

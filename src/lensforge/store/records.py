@@ -98,3 +98,23 @@ class NewJob:
     request_hash: str | None = None
     not_before: float | None = None
     retry_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A long job's last checkpoint: its tool's resume state and how many frame items
+    were stored with it and the checkpoints before."""
+
+    state: dict[str, Any]
+    frames: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FrameItem:
+    """One per-frame result item of a job, numbered from 0 in the order it was stored."""
+
+    seq: int
+    frame: int | None
+    timestamp_s: float | None
+    item: dict[str, Any]

@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from lensforge.store import reads, writes
+from lensforge.store import checkpoints, reads, writes
 from lensforge.store.database import Database
 from lensforge.store.dbapi import Tx
 from lensforge.store.engine import StoreBusy
-from lensforge.store.records import Event, JobRecord, NewJob
+from lensforge.store.records import Checkpoint, Event, FrameItem, JobRecord, NewJob
 from lensforge.store.tables import Status
 from lensforge.store.writer import StoreWriter
 
@@ -198,6 +198,19 @@ class JobStore:
         if pairs:
             await self._write(partial(writes.add_blob_owners, pairs=pairs))
 
+    async def save_checkpoint(
+        self,
+        job_id: str,
+        state: dict[str, Any],
+        items: Sequence[dict[str, Any]] = (),
+        lease_owner: str | None = None,
+    ) -> bool:
+        return await self._write(
+            partial(
+                checkpoints.save, job_id=job_id, state=state, items=items, lease_owner=lease_owner
+            )
+        )
+
     # -- reads ------------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -252,6 +265,14 @@ class JobStore:
 
     async def ping(self) -> None:
         await self._read(reads.ping)
+
+    async def checkpoint(self, job_id: str) -> Checkpoint | None:
+        return await self._read(checkpoints.last, job_id)
+
+    async def frames(
+        self, job_id: str, *, after: int = -1, limit: int = 100
+    ) -> builtins.list[FrameItem]:
+        return await self._read(checkpoints.frames, job_id, after, limit)
 
 
 __all__ = ["JobStore"]

@@ -112,3 +112,24 @@ blob_owners = Table(
     Column("digest", String(64), primary_key=True),
     Column("owner", String(128), primary_key=True),
 )
+
+# A long job's resume state: the last checkpoint its tool wrote (0004).
+job_checkpoints = Table(
+    "job_checkpoints",
+    metadata,
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("frames", Integer, nullable=False),  # items in job_frames up to this checkpoint
+    Column("at", Double, nullable=False),
+)
+
+# A long job's per-frame result items, appended with each checkpoint, paged by seq (0004).
+job_frames = Table(
+    "job_frames",
+    metadata,
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("frame", Integer),
+    Column("timestamp_s", Double),
+    Column("item", JSON, nullable=False),
+)

@@ -15,6 +15,7 @@ from lensforge.api.models import (
     AnalyzeResponse,
     Job,
     JobEvents,
+    JobFrames,
     JobId,
     JobPage,
     documented,
@@ -113,6 +114,40 @@ async def get_result(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) ->
 async def get_events(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
     events = await analysis.events(job_id, owner=caller.owner_filter)
     return {"job_id": job_id, "events": [event_view(e) for e in events]}
+
+
+@router.get(
+    "/{job_id}/frames",
+    summary="A long job's per-frame results, stored as it runs, in pages",
+    openapi_extra=requires(READ),
+    response_model=None,
+    responses=documented({200: (JobFrames, "A page of its frames, in order")}, 404, 422),
+)
+async def get_frames(
+    job_id: JobId,
+    analysis: AnalysisDep,
+    caller: CallerDep,
+    cursor: Annotated[
+        int | None, Query(ge=0, description="next_cursor of the page before.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    page = await analysis.jobs.frames(
+        job_id,
+        owner=caller.owner_filter,
+        after=-1 if cursor is None else cursor,
+        limit=limit + 1,
+    )
+    more = len(page) > limit
+    page = page[:limit]
+    return {
+        "job_id": job_id,
+        "frames": [
+            {"seq": f.seq, "frame": f.frame, "timestamp_s": f.timestamp_s, "item": f.item}
+            for f in page
+        ],
+        "next_cursor": page[-1].seq if more and page else None,
+    }
 
 
 @router.get(

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import replace
+from typing import Any, Protocol
 
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.plugin import ToolContext
 
 ProgressCallback = Callable[[float, str | None], None]
+CheckpointCallback = Callable[[dict[str, Any], list[dict[str, Any]]], None]
 
 
 class CallControl:
-    """The caller's handles on a running call: cancel it, hear its progress."""
+    """The caller's handles on a running call: cancel it, hear its progress and checkpoints,
+    and the state it resumes from (a retried job's last checkpoint)."""
 
-    __slots__ = ("_event", "_listeners", "cancelled", "on_progress")
+    __slots__ = ("_event", "_listeners", "cancelled", "on_checkpoint", "on_progress", "resume")
 
-    def __init__(self, on_progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        on_progress: ProgressCallback | None = None,
+        *,
+        on_checkpoint: CheckpointCallback | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> None:
         self.on_progress = on_progress
+        self.on_checkpoint = on_checkpoint
+        self.resume = resume
         self.cancelled = False
         self._event: threading.Event | None = None  # made when a thread needs to see it
         self._listeners: list[Callable[[], None]] = []
@@ -66,5 +77,14 @@ class Executor(Protocol):
     async def stop(self) -> None: ...
 
 
+def resumed(call: ToolCall, control: CallControl) -> ToolCall:
+    """The call carrying its job's resume state, if the job has one (it travels with it)."""
+    return call if control.resume is None else replace(call, resume=control.resume)
+
+
 def tool_context(call: ToolCall, control: CallControl) -> ToolContext:
-    return call.context(on_progress=control.on_progress, cancel_event=control.cancel_event)
+    return resumed(call, control).context(
+        on_progress=control.on_progress,
+        cancel_event=control.cancel_event,
+        on_checkpoint=control.on_checkpoint,
+    )

@@ -37,7 +37,7 @@ from typing import Any
 from lensforge import malloc
 from lensforge.errors import Cancelled, LensForgeError, Timeout, WorkerLost
 from lensforge.execution.channel import BlockingChannel, ChannelProtocol
-from lensforge.execution.executors.base import CallControl
+from lensforge.execution.executors.base import CallControl, resumed
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig
 
@@ -262,6 +262,10 @@ class LocalExecutor:
                 for handed in worker.calls:
                     if handed.call.job_id == message[1] and handed.control.on_progress:
                         handed.control.on_progress(message[2], message[3])
+            elif kind == "checkpoint":  # before its call's "done": stored before its result
+                for handed in worker.calls:
+                    if handed.call.job_id == message[1] and handed.control.on_checkpoint:
+                        handed.control.on_checkpoint(message[2], message[3])
 
     def _on_death(self, worker: _Worker) -> None:
         if not worker.alive:
@@ -307,6 +311,7 @@ class LocalExecutor:
     # -- calls -----------------------------------------------------------------------------
 
     async def run(self, call: ToolCall, control: CallControl) -> Outcome:
+        call = resumed(call, control)
         handed = _Call(call, control, asyncio.get_running_loop().create_future())
         await self._hand_out(handed)
         outcome = await handed.future

@@ -11,7 +11,9 @@ S3 across hosts), never as bytes. What Ray does not do for us:
 - **Cancel**: the actor is threaded (``max_concurrency=2``), so a ``cancel`` call reaches it
   while a tool runs and sets ``ctx.cancelled``; a tool that ignores it for ``cancel_grace_s``
   costs its actor, as in the local executor.
-- **Progress**: polled from the actor (``progress``) while the call runs.
+- **Progress** and **checkpoints**: polled from the actor (``progress``,
+  ``take_checkpoints``) while the call runs; the checkpoints left are taken before its
+  result is returned.
 - **Lost actors** (process killed, node gone): ``worker_lost``, with the same recovery and
   attempts as a lost local worker.
 - **Resources**: a plugin's actors ask Ray for the most CPUs, GPUs and memory any of its tools
@@ -33,7 +35,7 @@ from functools import partial
 from typing import Any
 
 from lensforge.errors import Cancelled, LensForgeError, ResourceExhausted, Timeout, WorkerLost
-from lensforge.execution.executors.base import CallControl
+from lensforge.execution.executors.base import CallControl, resumed
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig
 from lensforge.registry import Registry
@@ -54,6 +56,7 @@ class PluginHost:
         self.runner = ToolRunner(self.registry, config.settings.open_blobs(), config.limits)
         self._cancelled: set[str] = set()
         self._progress: dict[str, tuple[float, str | None]] = {}
+        self._checkpoints: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
         self._lock = threading.Lock()
 
     def pid(self) -> int:
@@ -67,7 +70,15 @@ class PluginHost:
             with self._lock:
                 self._progress[job_id] = (fraction, message)
 
-        ctx = call.context(on_progress=progress, cancel_event=_Flag(self._cancelled, job_id))
+        def checkpoint(state: dict[str, Any], items: list[dict[str, Any]]) -> None:
+            with self._lock:
+                self._checkpoints.setdefault(job_id, []).append((state, items))
+
+        ctx = call.context(
+            on_progress=progress,
+            cancel_event=_Flag(self._cancelled, job_id),
+            on_checkpoint=checkpoint if call.job_id else None,
+        )
         try:
             return self.runner.run(call, ctx).to_wire()
         finally:
@@ -81,6 +92,11 @@ class PluginHost:
     def progress(self, job_id: str) -> tuple[float, str | None] | None:
         with self._lock:
             return self._progress.get(job_id)
+
+    def take_checkpoints(self, job_id: str) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """The checkpoints the job wrote since the last time they were taken, in order."""
+        with self._lock:
+            return self._checkpoints.pop(job_id, [])
 
 
 class _Flag:
@@ -222,6 +238,7 @@ class RayExecutor:
         ray = _ray()
 
         actor = self._checkout(call.plugin)
+        call = resumed(call, control)
         ref = actor.run.remote(call.to_wire())
         result: asyncio.Future[Any] = asyncio.ensure_future(_await(ref))
         cancelled = asyncio.Event()
@@ -265,6 +282,7 @@ class RayExecutor:
             except ray.exceptions.RayError as exc:
                 self._discard(call.plugin, actor)
                 return _failed(call, WorkerLost(f"Ray could not run the call: {exc}"))
+            await self._take_checkpoints(actor, call, control)  # before the result counts
             self._checkin(call.plugin, actor)
             return outcome
         finally:
@@ -273,16 +291,26 @@ class RayExecutor:
                 result.cancel()
 
     async def _poll_progress(self, actor: Any, call: ToolCall, control: CallControl) -> None:
-        if control.on_progress is None:
+        if control.on_progress is None and control.on_checkpoint is None:
             return
         last = None
         with contextlib.suppress(Exception):
             while True:
                 await asyncio.sleep(PROGRESS_POLL_S)
-                current = await _await(actor.progress.remote(call.job_id or ""))
-                if current is not None and current != last:
-                    last = current
-                    control.on_progress(*current)
+                if control.on_progress is not None:
+                    current = await _await(actor.progress.remote(call.job_id or ""))
+                    if current is not None and current != last:
+                        last = current
+                        control.on_progress(*current)
+                await self._take_checkpoints(actor, call, control)
+
+    @staticmethod
+    async def _take_checkpoints(actor: Any, call: ToolCall, control: CallControl) -> None:
+        """Hand the checkpoints the actor holds for the call to the caller, in order."""
+        if control.on_checkpoint is None or not call.job_id:
+            return
+        for state, items in await _await(actor.take_checkpoints.remote(call.job_id)):
+            control.on_checkpoint(state, items)
 
 
 async def _in_daemon_thread(work: Callable[[], Any], timeout_s: float) -> Any:
