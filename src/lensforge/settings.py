@@ -113,6 +113,19 @@ class Settings(BaseSettings):
     max_video_bytes: int = Field(
         4 * 1024**3, ge=1, description="Largest video upload, in bytes (checked as it streams)."
     )
+    # Live frame streams (WS /v1/stream): docs/video.md "Live streams".
+    stream_max_per_key: int = Field(
+        4, ge=1, description="Most live frame streams one API key may hold open at once."
+    )
+    stream_max_frame_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="Largest frame a live stream accepts, in bytes."
+    )
+    stream_max_fps: float = Field(
+        60.0, gt=0, description="Most frames per second a live stream accepts; more are dropped."
+    )
+    stream_queue: int = Field(
+        2, ge=1, description="Frames a live stream holds waiting beside the one running."
+    )
     max_video_duration_s: float = Field(
         3 * 3600.0, gt=0, description="Longest video accepted, in seconds (from its header)."
     )
