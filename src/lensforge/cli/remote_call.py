@@ -75,14 +75,18 @@ class Remote:
         ) as bar:
             task = bar.add_task(job.id, total=1.0, count="")
             for last in job.progress():
-                frames = _FRAMES.search(last.progress_message or "")
-                if frames:
-                    done, total = int(frames[1]), int(frames[2])
-                    count = f"{done}/{total} frames"
-                    bar.update(task, completed=done, total=total, count=count)
-                else:
-                    count = f"{last.progress:.0%}"
-                    bar.update(task, completed=last.progress, total=1.0, count=count)
+                done, total, count = bar_position(last)
+                bar.update(task, completed=done, total=total, count=count)
                 bar.update(task, description=last.status.lower())
         assert last is not None
         return last
+
+
+def bar_position(info: JobInfo) -> tuple[float, float, str]:
+    """(done, total, label) of a job's progress bar: frames when its progress message counts
+    them (a video tool's "frame 12 of 90"), else the fraction done as a percentage."""
+    frames = _FRAMES.search(info.progress_message or "")
+    if frames:
+        done, total = int(frames[1]), int(frames[2])
+        return done, total, f"{done}/{total} frames"
+    return info.progress, 1.0, f"{info.progress:.0%}"
