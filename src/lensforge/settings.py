@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     max_video_bytes: int = Field(
         4 * 1024**3, ge=1, description="Largest video upload, in bytes (checked as it streams)."
     )
+    max_video_duration_s: float = Field(
+        3 * 3600.0, gt=0, description="Longest video accepted, in seconds (from its header)."
+    )
+    max_video_pixels: int = Field(
+        3840 * 2160, ge=1, description="Largest video frame accepted, in pixels (width*height)."
+    )
+    max_video_frames: int = Field(
+        1_000_000, ge=1, description="Most frames a video may have (from its header)."
+    )
     # Live frame streams (WS /v1/stream): docs/video.md "Live streams".
     stream_max_per_key: int = Field(
         4, ge=1, description="Most live frame streams one API key may hold open at once."
@@ -125,15 +134,6 @@ class Settings(BaseSettings):
     )
     stream_queue: int = Field(
         2, ge=1, description="Frames a live stream holds waiting beside the one running."
-    )
-    max_video_duration_s: float = Field(
-        3 * 3600.0, gt=0, description="Longest video accepted, in seconds (from its header)."
-    )
-    max_video_pixels: int = Field(
-        3840 * 2160, ge=1, description="Largest video frame accepted, in pixels (width*height)."
-    )
-    max_video_frames: int = Field(
-        1_000_000, ge=1, description="Most frames a video may have (from its header)."
     )
     default_timeout_s: float = Field(
         60.0, gt=0, description="Time limit of a tool that declares none, in seconds."

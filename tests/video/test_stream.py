@@ -26,9 +26,12 @@ class Slow(Plugin):
     version = "1.0.0"
 
     @tool
-    def look(self, image: Image, delay: float = 0.0) -> dict[str, int]:
-        """Width and height, after ``delay`` seconds."""
+    def look(self, image: Image, delay: float = 0.0, narrowest: int = 0) -> dict[str, int]:
+        """Width and height, after ``delay`` seconds; raises for images narrower than
+        ``narrowest``."""
         time.sleep(delay)
+        if image.width < narrowest:
+            raise ValueError(f"{image.width} px is too narrow")
         return {"width": image.width, "height": image.height}
 
 
@@ -83,6 +86,27 @@ def test_results_come_back_tagged_and_in_frame_order(client: TestClient) -> None
         "results": 6,
         "errors": 0,
     }
+
+
+def test_a_tool_error_is_that_frames_answer_and_the_stream_goes_on(client: TestClient) -> None:
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_json(
+            {"type": "open", "tool": "slow.look", "inputs": {"narrowest": 18}, "policy": "block"}
+        )
+        assert ws.receive_json()["type"] == "ready"
+        for i in range(4):  # widths 16, 17, 18, 19
+            ws.send_bytes(frame(i))
+        ws.send_json({"type": "close"})
+        received = messages_until_closed(ws)
+    assert [(m["type"], m["frame"]) for m in received[:-1]] == [
+        ("error", 0),
+        ("error", 1),
+        ("result", 2),
+        ("result", 3),
+    ]
+    assert received[0]["error"]["code"] == "plugin_error"
+    assert "too narrow" in received[0]["error"]["message"]
+    assert received[-1]["errors"] == 2 and received[-1]["results"] == 2
 
 
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from lensforge.blobs import Blobs
-from lensforge.errors import PayloadTooLarge, RateLimited, ValidationError
+from lensforge.errors import (
+    InternalError,
+    LensForgeError,
+    PayloadTooLarge,
+    RateLimited,
+    ValidationError,
+)
 from lensforge.execution.executors import CallControl, Executor
 from lensforge.execution.tool_runner import ToolCall
 from lensforge.media import MediaLimits, probe
@@ -195,12 +201,23 @@ class StreamSession:
                         break
                     frame = self._waiting.popleft()
                     self._changed.notify_all()
-                await self._outbox.put(await self._call(frame))
+                try:
+                    message = await self._call(frame)
+                except Exception as exc:  # the blob store or executor failed, not the tool
+                    log.exception("stream %s frame %d failed", self.id, frame.id)
+                    message = self._failed(frame, InternalError(f"The frame failed: {exc}"))
+                await self._outbox.put(message)
             await self._outbox.put(self.summary())
         finally:
             with contextlib.suppress(asyncio.QueueFull):  # a reader still waiting: end it
                 self._outbox.put_nowait(None)
             self.hub.closed(self)
+
+    def _failed(self, frame: _Frame, error: LensForgeError) -> dict[str, Any]:
+        self.stats.errors += 1
+        self.hub.totals["errors"] += 1
+        envelope = error.bind(plugin=self.spec.plugin, tool=self.spec.name).envelope()
+        return {"type": "error", "frame": frame.id, "error": envelope["error"]}
 
     async def _call(self, frame: _Frame) -> dict[str, Any]:
         ref = await asyncio.to_thread(self.hub.blobs.put, frame.data)
