@@ -263,8 +263,14 @@ def test_metrics_count_streams(client: TestClient) -> None:
         ws.send_json({"type": "close"})
         messages_until_closed(ws)
     services: Services = client.app.state.services  # type: ignore[attr-defined]
-    hub = services.analysis.streams
-    assert hub.totals["opened"] == 1 and hub.totals["results"] == 1 and hub.active == 0
+    assert services.analysis.streams.snapshot() == {
+        "open": 0,
+        "opened": 1,
+        "frames_in": 1,
+        "dropped": 0,
+        "results": 1,
+        "errors": 0,
+    }
 
 
 def test_the_route_declares_its_scope(client: TestClient) -> None:

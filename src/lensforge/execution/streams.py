@@ -262,6 +262,10 @@ class StreamHub:
     def active(self) -> int:
         return len(self.sessions)
 
+    def snapshot(self) -> dict[str, int]:
+        """Streams open now and the running totals since start-up (for ``/metrics``)."""
+        return {"open": self.active, **self.totals}
+
     def open(
         self,
         spec: ToolSpec,
