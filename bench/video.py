@@ -11,7 +11,9 @@ a. ``video.analyze`` with ``faces.detect`` on every frame (``min_size`` 64 by de
    through a real ``lensforge serve`` with one worker process: frames per second over the
    job's run (its RUNNING to SUCCESS timestamps) and from submit to result (upload excluded);
 b. the plain loop: the same frames decoded with PyAV in one process and handed to the same
-   detector (the ``faces`` plugin's class, set up once), no LensForge around it;
+   detector (the ``faces`` plugin's class, set up once), no LensForge around it; run with a
+   LensForge worker's environment (one thread per numeric library, malloc tuned: the fair
+   comparison), and again with the default environment, as a script would run it;
 c. ``WS /v1/stream`` with ``image.info`` at 30 fps, JPEG frames of the clip: the latency from
    a frame sent to its result received (p50/p99), and the frames dropped.
 
@@ -86,6 +88,22 @@ def plain_loop(path: Path, min_size: int) -> dict[str, float]:
             frames += 1
     elapsed = time.perf_counter() - started
     return {"frames": frames, "seconds": elapsed, "fps": frames / elapsed, "faces": found}
+
+
+def plain_loop_process(path: Path, min_size: int, *, tuned: bool) -> dict[str, float]:
+    """:func:`plain_loop` in a fresh process: with a LensForge worker's environment (one
+    thread per numeric library, glibc malloc tuned) when ``tuned``, else the default one."""
+    import json
+    import os
+    import subprocess
+
+    from lensforge.execution.executors.local import WORKER_ENVIRONMENT
+
+    env = {**os.environ, **(WORKER_ENVIRONMENT if tuned else {})}
+    argv = [sys.executable, __file__, "--plain-loop", str(path), "--min-size", str(min_size)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def through_server(url: str, path: Path, min_size: int) -> dict[str, float]:
@@ -176,7 +194,13 @@ def main() -> None:
     )
     parser.add_argument("--stream-seconds", type=float, default=5.0, help="stream length")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here too")
+    parser.add_argument("--plain-loop", type=Path, help=argparse.SUPPRESS)  # the child of (b)
     args = parser.parse_args()
+    if args.plain_loop:
+        import json
+
+        print(json.dumps(plain_loop(args.plain_loop, args.min_size)))
+        return
     info = machine()
     print(describe(info))
     with tempfile.TemporaryDirectory(prefix="lensforge-bench-video-") as tmp:
@@ -188,7 +212,9 @@ def main() -> None:
         with running(start_lensforge_serve(workdir / "server", env=env)) as server:
             server.wait_ready()
             served = through_server(server.url, clip, args.min_size)
-            plain = plain_loop(clip, args.min_size)  # the server idles meanwhile
+            # the server idles meanwhile
+            plain = plain_loop_process(clip, args.min_size, tuned=True)
+            naive = plain_loop_process(clip, args.min_size, tuned=False)
             stream = stream_latency(server.url, clip, args.stream_seconds)
     ratio = served["fps_running"] / plain["fps"]
     print(
@@ -196,6 +222,7 @@ def main() -> None:
         f"({served['fps_wall']:.1f} submit to result), {served['faces']} faces"
     )
     print(f"b. plain PyAV loop, same detector: {plain['fps']:.1f} frames/s, {plain['faces']} faces")
+    print(f"   the same loop in a default environment: {naive['fps']:.1f} frames/s")
     print(f"   ratio a/b: {ratio:.2f} (target >= 0.9)")
     latency = stream["latency_ms"]
     print(
@@ -203,7 +230,13 @@ def main() -> None:
         f"{latency['p99']} ms, {stream['results']} results, {stream['dropped']} dropped"
     )
     if args.out:
-        payload = {"served": served, "plain": plain, "ratio": ratio, "stream": stream}
+        payload = {
+            "served": served,
+            "plain": plain,
+            "plain_default_environment": naive,
+            "ratio": ratio,
+            "stream": stream,
+        }
         write_json(args.out, payload, info)
 
 
