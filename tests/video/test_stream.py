@@ -113,10 +113,10 @@ def test_a_tool_error_is_that_frames_answer_and_the_stream_goes_on(client: TestC
 def test_frames_faster_than_the_tool_are_dropped_by_policy(client: TestClient, policy: str) -> None:
     with client.websocket_connect("/v1/stream") as ws:
         ws.send_json(
-            {"type": "open", "tool": "slow.look", "inputs": {"delay": 0.2}, "policy": policy}
+            {"type": "open", "tool": "slow.look", "inputs": {"delay": 0.5}, "policy": policy}
         )
         assert ws.receive_json()["type"] == "ready"
-        for i in range(10):  # far faster than 5 frames a second
+        for i in range(10):  # far faster than 2 frames a second
             ws.send_bytes(frame(i))
         ws.send_json({"type": "close"})
         received = messages_until_closed(ws)
@@ -126,7 +126,7 @@ def test_frames_faster_than_the_tool_are_dropped_by_policy(client: TestClient, p
     assert dropped and summary["dropped"] == len(dropped)
     assert sorted(done + dropped) == list(range(10))  # every frame is answered or reported
     assert done == sorted(done) and summary["results"] == len(done) < 10
-    assert len(done) <= 4  # the one running, two waiting, and little else
+    assert len(done) <= 5  # the one running, two waiting, and little else
     if policy == "drop_oldest":
         assert done[-1] == 9  # the newest frame always survives
     else:
@@ -175,7 +175,7 @@ def test_a_tool_without_an_image_is_refused_at_open(client: TestClient) -> None:
 
 def test_frames_past_the_rate_limit_are_dropped(tmp_path: Path) -> None:
     with (
-        make_client(tmp_path, stream_max_fps=2.0, stream_queue=50) as client,
+        make_client(tmp_path, stream_max_fps=0.5, stream_queue=50) as client,
         client.websocket_connect("/v1/stream") as ws,
     ):
         ws.send_json({"type": "open", "tool": "slow.look", "policy": "block"})
@@ -186,7 +186,8 @@ def test_frames_past_the_rate_limit_are_dropped(tmp_path: Path) -> None:
         received = messages_until_closed(ws)
     reasons = {m["reason"] for m in received if m["type"] == "dropped"}
     assert reasons == {"rate"}
-    assert received[-1]["results"] == 2 and received[-1]["dropped"] == 6
+    # a burst of one frame, then one every two seconds: the other seven are dropped
+    assert received[-1]["results"] == 1 and received[-1]["dropped"] == 7
 
 
 def keyed(services: Services, scopes: tuple[str, ...] = ("analyze",)) -> str:
