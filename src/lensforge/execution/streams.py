@@ -203,9 +203,10 @@ class StreamSession:
                     self._changed.notify_all()
                 try:
                     message = await self._call(frame)
-                except Exception as exc:  # the blob store or executor failed, not the tool
+                except Exception:  # the blob store or executor failed, not the tool
                     log.exception("stream %s frame %d failed", self.id, frame.id)
-                    message = self._failed(frame, InternalError(f"The frame failed: {exc}"))
+                    failure = InternalError("The frame could not be run; see the server log.")
+                    message = self._failed(frame, failure)
                 await self._outbox.put(message)
             await self._outbox.put(self.summary())
         finally:
