@@ -122,6 +122,19 @@ class Settings(BaseSettings):
     max_video_frames: int = Field(
         1_000_000, ge=1, description="Most frames a video may have (from its header)."
     )
+    # Live frame streams (WS /v1/stream): docs/video.md "Live streams".
+    stream_max_per_key: int = Field(
+        4, ge=1, description="Most live frame streams one API key may hold open at once."
+    )
+    stream_max_frame_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="Largest frame a live stream accepts, in bytes."
+    )
+    stream_max_fps: float = Field(
+        60.0, gt=0, description="Most frames per second a live stream accepts; more are dropped."
+    )
+    stream_queue: int = Field(
+        2, ge=1, description="Frames a live stream holds waiting beside the one running."
+    )
     default_timeout_s: float = Field(
         60.0, gt=0, description="Time limit of a tool that declares none, in seconds."
     )

@@ -187,3 +187,13 @@ def test_outcome_is_a_deprecated_name_of_job_result() -> None:
         assert lensforge.client.Outcome is JobResult
     with pytest.raises(AttributeError):
         lensforge.client.Nothing  # noqa: B018
+
+
+def test_the_progress_bar_counts_frames_for_a_video_tool() -> None:
+    from lensforge.cli.remote_call import bar_position
+    from lensforge.client import JobInfo
+
+    video = JobInfo("j", "video", "analyze", "RUNNING", 0.4, "frame 36 of 90")
+    assert bar_position(video) == (36, 90, "36/90 frames")
+    image = JobInfo("j", "image", "quality", "RUNNING", 0.25, "scoring")
+    assert bar_position(image) == (0.25, 1.0, "25%")

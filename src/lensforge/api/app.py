@@ -20,7 +20,17 @@ from lensforge.api.cors import OriginCORSMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.fastpath import LensForgeAPI, mount_flat
 from lensforge.api.mcp import MCPEndpoint
-from lensforge.api.routes import admin, analyze, blobs, compat, jobs, models, plugins, system
+from lensforge.api.routes import (
+    admin,
+    analyze,
+    blobs,
+    compat,
+    jobs,
+    models,
+    plugins,
+    stream,
+    system,
+)
 from lensforge.logs import RequestContextMiddleware
 from lensforge.plugin import Plugin
 from lensforge.settings import Settings
@@ -69,7 +79,7 @@ def create_app(
         middleware=middleware_stack(settings),
     )
     install_error_handlers(app)
-    modules = (analyze, jobs, system, plugins, blobs, admin, compat, models, dashboard)
+    modules = (analyze, jobs, system, plugins, blobs, admin, compat, models, stream, dashboard)
     routers = [m.router for m in modules]
     mount_flat(app, [*routers, forgesyte_router(settings.forgesyte_prefix)])
     # MCP over streamable HTTP (docs/mcp.md), served by the same services.

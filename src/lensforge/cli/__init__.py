@@ -8,6 +8,7 @@ One module per group of commands, each with its own Typer app, put together here
 - ``submit``, ``jobs``, ``job``, ``result``, ``cancel``: a running server
   (:mod:`lensforge.cli.remote`, through the one helper :mod:`lensforge.cli.remote_call`);
 - ``analyze``: many images on a server at once (:mod:`lensforge.cli.batch`);
+- ``stream``: a video file played through a live frame stream (:mod:`lensforge.cli.stream`);
 - ``keys ...``: API keys (:mod:`lensforge.cli.keys`);
 - ``models ...``: the ONNX models objects.detect can use (:mod:`lensforge.models.commands`).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from lensforge.cli import batch, keys, local, remote, serve, worker
+from lensforge.cli import batch, keys, local, remote, serve, stream, worker
 from lensforge.cli.output import EXIT_CONNECTION, EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE
 from lensforge.models.commands import app as models_app
 
@@ -36,6 +37,7 @@ app.add_typer(local.app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(remote.app)
 app.add_typer(batch.app)
+app.add_typer(stream.app)
 app.add_typer(worker.app)
 app.add_typer(models_app, name="models")
 

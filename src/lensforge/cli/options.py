@@ -41,6 +41,10 @@ ApiKeyOption = Annotated[
 # -- what to run and how to answer -----------------------------------------------------------------
 TargetArgument = Annotated[str, typer.Argument(help="PLUGIN.TOOL (or PLUGIN), e.g. image.info")]
 ImageOption = Annotated[Path | None, typer.Option(help="Image file for the tool's image input.")]
+VideoOption = Annotated[
+    Path | None,
+    typer.Option(help="Video file for the tool's video input (streamed to the server)."),
+]
 InputOption = Annotated[
     list[str] | None,
     typer.Option("--input", "-i", help="Another input, key=value (JSON value)."),

@@ -23,6 +23,7 @@ from lensforge.cli.options import (
     JsonOption,
     ServerOption,
     TargetArgument,
+    VideoOption,
     parse_inputs,
 )
 from lensforge.cli.output import console, show_result
@@ -79,6 +80,7 @@ def _on_job(
 def submit(
     target: TargetArgument,
     image: ImageOption = None,
+    video: VideoOption = None,
     input: InputOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait and print the result.")] = False,
     timeout_s: Annotated[float | None, typer.Option(help="Time limit for the job.")] = None,
@@ -90,7 +92,8 @@ def submit(
     remote = Remote(server, api_key, as_json)
 
     def go(client: Client) -> dict[str, Any]:
-        job = client.submit(target, image, timeout_s=timeout_s, **parse_inputs(input))
+        inputs = parse_inputs(input)
+        job = client.submit(target, image, video=video, timeout_s=timeout_s, **inputs)
         if wait:
             return remote.finish(job, wait=True)
         return {"job_id": job.id, "status": "PENDING"}

@@ -8,6 +8,7 @@ status of :func:`lensforge.cli.output.exit_code` (1 job failed, 2 usage, 3 unrea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,6 +20,8 @@ from lensforge.client import AsyncClient, Client, Job, JobInfo
 from lensforge.errors import LensForgeError
 
 T = TypeVar("T")
+# A video tool's progress message ("frame 30 of 90"): the bar then counts frames.
+_FRAMES = re.compile(r"frame (\d+) of (\d+)")
 
 
 @dataclass(frozen=True)
@@ -57,21 +60,33 @@ class Remote:
             raise exc.bind(job_id=job.id) from None
 
     def follow(self, job: Job) -> JobInfo:
-        """Wait for a job, drawing a progress bar on stderr unless ``--json``."""
+        """Wait for a job, drawing a progress bar on stderr unless ``--json``: in frames for
+        a video tool (from its progress message), else in percent."""
         if self.as_json:
             return job.wait()
         last: JobInfo | None = None
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[count]}"),
             TimeElapsedColumn(),
             console=err_console,
             transient=True,
         ) as bar:
-            task = bar.add_task(job.id, total=1.0)
+            task = bar.add_task(job.id, total=1.0, count="")
             for last in job.progress():
-                label = f"{last.status.lower()} {last.progress_message or ''}".strip()
-                bar.update(task, completed=last.progress, description=label)
+                done, total, count = bar_position(last)
+                bar.update(task, completed=done, total=total, count=count)
+                bar.update(task, description=last.status.lower())
         assert last is not None
         return last
+
+
+def bar_position(info: JobInfo) -> tuple[float, float, str]:
+    """(done, total, label) of a job's progress bar: frames when its progress message counts
+    them (a video tool's "frame 12 of 90"), else the fraction done as a percentage."""
+    frames = _FRAMES.search(info.progress_message or "")
+    if frames:
+        done, total = int(frames[1]), int(frames[2])
+        return done, total, f"{done}/{total} frames"
+    return info.progress, 1.0, f"{info.progress:.0%}"

@@ -32,8 +32,10 @@ from lensforge.client.models import (
     ImageInput,
     JobInfo,
     JobResult,
+    VideoInput,
 )
 from lensforge.client.progress import STREAM_CHUNK_S
+from lensforge.client.streams import AsyncFrameStream, FrameStream, StreamEvent
 from lensforge.client.sync_client import Client, Job
 
 __all__ = [
@@ -41,15 +43,19 @@ __all__ = [
     "STREAM_CHUNK_S",
     "TERMINAL_STATUSES",
     "AsyncClient",
+    "AsyncFrameStream",
     "AsyncJob",
     "BaseClient",
     "BaseJob",
     "Client",
     "ConnectionFailed",
+    "FrameStream",
     "ImageInput",
     "Job",
     "JobInfo",
     "JobResult",
+    "StreamEvent",
+    "VideoInput",
 ]
 
 

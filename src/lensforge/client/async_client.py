@@ -4,14 +4,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
-from lensforge.client.base import BaseClient, BaseJob
-from lensforge.client.models import ImageInput, JobInfo, JobResult
+from lensforge.client.base import BaseClient, BaseJob, async_file_chunks, video_source
+from lensforge.client.models import ImageInput, JobInfo, JobResult, VideoInput
 from lensforge.client.progress import Event, EventParser, ProgressWatch
+from lensforge.client.streams import AsyncFrameStream
 
 
 class AsyncJob(BaseJob["AsyncClient"]):
@@ -128,19 +129,23 @@ class AsyncClient(BaseClient):
         target: str,
         image: ImageInput | None = None,
         *,
+        video: VideoInput | Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         **inputs: Any,
     ) -> Any:
-        return (await self.run(target, image, timeout_s=timeout_s, **inputs)).result
+        return (await self.run(target, image, video=video, timeout_s=timeout_s, **inputs)).result
 
     async def run(
         self,
         target: str,
         image: ImageInput | None = None,
         *,
+        video: VideoInput | Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         **inputs: Any,
     ) -> JobResult:
+        if video is not None:
+            inputs["video"] = await self._video_ref(video)
         request = self._analysis_request("/v1/analyze", target, image, inputs, timeout_s)
         body = await self._send(request)
         finished = self._finished(body)
@@ -154,12 +159,40 @@ class AsyncClient(BaseClient):
         target: str,
         image: ImageInput | None = None,
         *,
+        video: VideoInput | Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         idempotency_key: str | None = None,
         **inputs: Any,
     ) -> AsyncJob:
+        if video is not None:
+            inputs["video"] = await self._video_ref(video)
         request = self._submit_request(target, image, inputs, timeout_s, idempotency_key)
         return AsyncJob(self, (await self._send(request))["job_id"])
+
+    async def upload(self, file: VideoInput) -> dict[str, Any]:
+        """Stream a file (a video, or an image) to ``POST /v1/blobs``, never whole in
+        memory; returns what the server stored (``blob``, ``kind``, ``size``, facts)."""
+        source, size = video_source(file)
+        try:
+            stored: dict[str, Any] = await self._send(
+                self._blob_request(async_file_chunks(source), size)
+            )
+        finally:
+            if source is not file:
+                source.close()
+        return stored
+
+    async def _video_ref(self, video: VideoInput | Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(video, Mapping):
+            return dict(video)
+        return {"blob": (await self.upload(video))["blob"]}
+
+    def stream(
+        self, target: str, *, policy: str = "drop_oldest", **inputs: Any
+    ) -> AsyncFrameStream:
+        """A live frame stream on the image tool ``target`` (``WS /v1/stream``), opened by
+        ``with``; see :mod:`lensforge.client.streams`."""
+        return AsyncFrameStream(self.server, self.headers, target, policy, inputs)
 
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)

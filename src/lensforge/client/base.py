@@ -11,16 +11,17 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
 
-from lensforge.client.models import ConnectionFailed, ImageInput, JobInfo, JobResult
+from lensforge.client.models import ConnectionFailed, ImageInput, JobInfo, JobResult, VideoInput
 from lensforge.errors import LensForgeError, ValidationError, from_envelope
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+UPLOAD_CHUNK = 1024 * 1024  # a video is read and sent in pieces this size, never whole
 
 ClientT = TypeVar("ClientT", bound="BaseClient")
 
@@ -109,6 +110,16 @@ class BaseClient:
                 params[key] = value.upper() if key == "status" else value
         return self.build_request("GET", "/v1/jobs", params=params)
 
+    def _blob_request(self, content: Any, size: int | None) -> httpx.Request:
+        """POST /v1/blobs with a streamed body (chunks of a file, sync or async)."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        timeout = httpx.Timeout(self.timeout, write=None, read=None)  # gigabytes may take a while
+        return self.build_request(
+            "POST", "/v1/blobs", content=content, headers=headers, timeout=timeout
+        )
+
     def _stream_request(self, job_id: str, read_timeout: float) -> httpx.Request:
         timeout = httpx.Timeout(self.timeout, read=max(read_timeout, 0.01))
         return self.build_request("GET", f"/v1/jobs/{job_id}/stream", timeout=timeout)
@@ -171,6 +182,39 @@ def _error_from(response: httpx.Response) -> LensForgeError:
     if retry_after:
         error.headers = {"Retry-After": retry_after}
     return error
+
+
+def video_source(video: VideoInput) -> tuple[Any, int | None]:
+    """A video to upload: (a binary file open at its start, its size if known). Bytes are
+    wrapped; a path is opened (the caller closes what this returns)."""
+    if isinstance(video, bytes | bytearray):
+        return io.BytesIO(bytes(video)), len(video)
+    if isinstance(video, os.PathLike | str):
+        path = Path(video)
+        try:
+            return path.open("rb"), path.stat().st_size
+        except OSError as exc:
+            raise ValidationError(
+                f"Cannot read video file {str(path)!r}: {exc.strerror or exc}.",
+                details={"path": str(path)},
+            ) from exc
+    try:
+        size: int | None = os.fstat(video.fileno()).st_size - video.tell()
+    except (OSError, AttributeError, ValueError):
+        size = None
+    return video, size
+
+
+def file_chunks(file: Any) -> Iterator[bytes]:
+    while chunk := file.read(UPLOAD_CHUNK):
+        yield bytes(chunk)
+
+
+async def async_file_chunks(file: Any) -> AsyncIterator[bytes]:
+    import asyncio
+
+    while chunk := await asyncio.to_thread(file.read, UPLOAD_CHUNK):
+        yield bytes(chunk)
 
 
 def _is_upload(value: Any) -> bool:

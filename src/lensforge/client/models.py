@@ -14,6 +14,9 @@ TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
 ImageInput = str | os.PathLike[str] | bytes | bytearray | BinaryIO | Mapping[str, Any]
 """A path, the bytes, an open binary file, or ``{"blob": "sha256:..."}`` for a stored blob."""
 
+VideoInput = str | os.PathLike[str] | bytes | bytearray | BinaryIO
+"""A video to upload (streamed to ``POST /v1/blobs``): a path, the bytes or an open file."""
+
 
 class ConnectionFailed(LensForgeError):
     """The server could not be reached (refused, unresolvable, timed out, dropped)."""

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import httpx
 
-from lensforge.client.base import BaseClient, BaseJob
-from lensforge.client.models import ImageInput, JobInfo, JobResult
+from lensforge.client.base import BaseClient, BaseJob, file_chunks, video_source
+from lensforge.client.models import ImageInput, JobInfo, JobResult, VideoInput
 from lensforge.client.progress import Event, EventParser, ProgressWatch
+from lensforge.client.streams import FrameStream
 
 
 class Job(BaseJob["Client"]):
@@ -131,6 +132,7 @@ class Client(BaseClient):
         target: str,
         image: ImageInput | None = None,
         *,
+        video: VideoInput | Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         **inputs: Any,
     ) -> Any:
@@ -139,17 +141,20 @@ class Client(BaseClient):
         ``image`` is a path, bytes, an open binary file or ``{"blob": "sha256:..."}``; other
         image inputs of the tool go by name in ``inputs`` the same way.
         """
-        return self.run(target, image, timeout_s=timeout_s, **inputs).result
+        return self.run(target, image, video=video, timeout_s=timeout_s, **inputs).result
 
     def run(
         self,
         target: str,
         image: ImageInput | None = None,
         *,
+        video: VideoInput | Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         **inputs: Any,
     ) -> JobResult:
         """Like :meth:`analyze`, returning the job id beside the result."""
+        if video is not None:
+            inputs["video"] = self._video_ref(video)
         request = self._analysis_request("/v1/analyze", target, image, inputs, timeout_s)
         body = self._send(request)
         finished = self._finished(body)
@@ -162,13 +167,37 @@ class Client(BaseClient):
         target: str,
         image: ImageInput | None = None,
         *,
+        video: VideoInput | Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         idempotency_key: str | None = None,
         **inputs: Any,
     ) -> Job:
         """Queue ``plugin.tool`` and return its :class:`Job` at once."""
+        if video is not None:
+            inputs["video"] = self._video_ref(video)
         request = self._submit_request(target, image, inputs, timeout_s, idempotency_key)
         return Job(self, self._send(request)["job_id"])
+
+    def upload(self, file: VideoInput) -> dict[str, Any]:
+        """Stream a file (a video, or an image) to ``POST /v1/blobs``, never whole in
+        memory; returns what the server stored (``blob``, ``kind``, ``size``, facts)."""
+        source, size = video_source(file)
+        try:
+            stored: dict[str, Any] = self._send(self._blob_request(file_chunks(source), size))
+        finally:
+            if source is not file:
+                source.close()
+        return stored
+
+    def _video_ref(self, video: VideoInput | Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(video, Mapping):
+            return dict(video)
+        return {"blob": (self.upload(video))["blob"]}
+
+    def stream(self, target: str, *, policy: str = "drop_oldest", **inputs: Any) -> FrameStream:
+        """A live frame stream on the image tool ``target`` (``WS /v1/stream``), opened by
+        ``with``; see :mod:`lensforge.client.streams`."""
+        return FrameStream(self.server, self.headers, target, policy, inputs)
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (no request is made)."""

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ import orjson
 from lensforge.blobs import Blobs, blob_refs, parse_digest
 from lensforge.errors import BlobNotFound, LensForgeError, ValidationError
 from lensforge.execution.jobs import JobExecutionService
+from lensforge.execution.streams import StreamHub, StreamLimits, StreamSession
 from lensforge.execution.uploads import StoredUpload, store_upload
 from lensforge.media import MediaLimits, decode_base64, probe
 from lensforge.registry import Registry
@@ -102,6 +104,30 @@ class AnalysisExecutionService:
         stored = await store_upload(self.blobs, chunks, self.limits)
         await self.jobs.own_blob(parse_digest(stored.blob), owner)
         return stored
+
+    @cached_property
+    def streams(self) -> StreamHub:
+        """The live frame streams this service opened (their per-key counts and totals)."""
+        return StreamHub(self.jobs.plugins.executor, self.blobs, self.limits)
+
+    def open_stream(
+        self,
+        plugin: str,
+        tool: str | None,
+        inputs: dict[str, Any],
+        *,
+        owner: str,
+        policy: str = "drop_oldest",
+        limits: StreamLimits | None = None,
+    ) -> StreamSession:
+        """A live frame stream on one image tool (see :mod:`lensforge.execution.streams`):
+        frames are tool calls on the executor, not jobs; the stream itself is recorded."""
+        spec = self.resolve(plugin, tool)
+        try:
+            self._check_shape(spec, inputs)
+            return self.streams.open(spec, inputs, owner=owner, policy=policy, limits=limits)
+        except LensForgeError as exc:
+            raise exc.bind(plugin=spec.plugin, tool=spec.name) from None
 
     async def counts(self) -> dict[str, int]:
         return await self.jobs.counts()
