@@ -36,6 +36,8 @@ MEDIA_TYPES: Final = {
 # Only this server's origin. Styles may also be inline: Swagger UI and ReDoc (its
 # styled-components) write <style> elements at run time; that loads nothing from elsewhere.
 # ReDoc's search index runs in a Worker it starts from a blob: URL built on the page.
+# ReDoc 2.x always shows Redocly's logo from cdn.redoc.ly in its sidebar (no option hides
+# it): this policy refuses it before any request is made, and ReDoc hides the broken image.
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; "
