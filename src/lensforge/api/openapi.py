@@ -52,17 +52,21 @@ def tool_result_schemas(
         schema.pop("$schema", None)
         name = result_name(spec.plugin, spec.name)
         nested = {**schema.pop("$defs", {}), **schema.pop("definitions", {})}
+        same = {def_name: def_name for def_name in nested}
         renamed: dict[str, str] = {}
         for def_name, def_schema in nested.items():
             chosen = def_name
             existing = added.get(chosen, taken.get(chosen))
-            if existing is not None and existing != def_schema:
+            if existing is not None and existing != _rewrite_refs(def_schema, same):
                 chosen = name + def_name
             renamed[def_name] = chosen
         for def_name, def_schema in nested.items():
-            added[renamed[def_name]] = _rewrite_refs(def_schema, renamed)
+            component = _rewrite_refs(def_schema, renamed)
+            # Generators name classes by title: one title per component, its own name.
+            component["title"] = renamed[def_name]
+            added[renamed[def_name]] = component
         result = _rewrite_refs(schema, renamed)
-        result.setdefault("title", name)
+        result["title"] = name
         result[TOOL_KEY] = spec.qualified_name
         added[name] = result
     return added
