@@ -23,10 +23,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from lensforge.api.auth import ANALYZE, READ, requires
 from lensforge.api.deps import AnalysisDep, CallerDep
-from lensforge.api.errors import request_problems
+from lensforge.api.errors import HTTPError, request_problems
 from lensforge.api.models import JobId, documented
 from lensforge.api.responses import FastJSONResponse, timestamp
 from lensforge.errors import (
@@ -83,6 +84,8 @@ class ExecutionRoute(APIRoute):
                 return legacy_error(ValidationError.of_problems("request", request_problems(exc)))
             except LensForgeError as exc:
                 return legacy_error(exc)
+            except HTTPException as exc:  # a body FastAPI could not read: 400
+                return legacy_error(HTTPError(str(exc.detail)), status=exc.status_code)
 
         return route
 
@@ -193,15 +196,15 @@ _RUN_ERRORS = {
 _NOT_FOUND = {404: "No such job."}
 
 
-def legacy_error(exc: LensForgeError, job_id: str | None = None) -> FastJSONResponse:
-    """``exc`` in ForgeSyte's shape, at ForgeSyte's status for it."""
+def legacy_error(exc: LensForgeError, *, status: int | None = None) -> FastJSONResponse:
+    """``exc`` in ForgeSyte's shape, at ForgeSyte's status for it (or ``status``)."""
     detail = {
         "type": _TYPES.get(exc.code, "execution_error"),
         "message": exc.message,
         "code": exc.code,
-        "job_id": job_id or exc.job_id,
+        "job_id": exc.job_id,
     }
-    status = _OWN_STATUS.get(exc.code, 400)
+    status = status or _OWN_STATUS.get(exc.code, 400)
     return FastJSONResponse({"detail": detail}, status_code=status, headers=exc.headers or None)
 
 
