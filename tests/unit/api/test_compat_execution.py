@@ -177,7 +177,7 @@ def test_unknown_job(client: TestClient) -> None:
         client.delete(f"{BASE}/jobs/{missing}"),
     ):
         detail = legacy_detail(response, 404, "job_not_found")
-        assert (detail["message"], detail["job_id"]) == ("Job not found", missing)
+        assert (detail["message"], detail["job_id"]) == ("Job not found", None)
 
 
 def test_result_of_a_done_job(client: TestClient) -> None:

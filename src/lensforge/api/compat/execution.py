@@ -319,7 +319,8 @@ async def _owned_job(analysis: AnalysisExecutionService, job_id: str, caller: Ca
     try:
         return await analysis.get(job_id, owner=caller.owner_filter)
     except JobNotFound:
-        raise JobNotFound("Job not found", job_id=job_id) from None
+        # The same answer for another tenant's job as for none at all: no id echoed.
+        raise JobNotFound("Job not found") from None
 
 
 @router.get(
