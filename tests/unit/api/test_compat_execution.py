@@ -128,7 +128,7 @@ def test_the_dotted_plugin_form_is_accepted(client: TestClient) -> None:
 
 def test_a_tool_that_takes_no_image_is_a_validation_error(client: TestClient) -> None:
     body = {"plugin": "testing.sleep", "image": b64(png())}
-    detail = legacy_detail(client.post(BASE, json=body), 422, "validation_error")
+    detail = legacy_detail(client.post(BASE, json=body), 400, "validation_error")
     assert "takes no image" in detail["message"]
 
 
@@ -147,7 +147,7 @@ def test_execute_failed_job_reports_its_error(client: TestClient) -> None:
 
 def test_execute_invalid_base64(client: TestClient) -> None:
     response = client.post(BASE, json={"plugin": "image", "image": "%%%"})
-    assert legacy_detail(response, 422, "validation_error")["type"] == "validation_error"
+    assert legacy_detail(response, 400, "validation_error")["type"] == "validation_error"
 
 
 # -- async execution and jobs ------------------------------------------------------------------

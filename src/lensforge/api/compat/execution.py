@@ -62,9 +62,9 @@ _TYPES = {
     "conflict": "conflict",
     "result_not_ready": "conflict",
 }
-# ForgeSyte's statuses: whatever stops a run is its 400; these keep their own.
+# ForgeSyte's statuses: whatever stops a run (bad base64 too) is its 400; a body that breaks
+# the schema is 422 (ExecutionRoute); these keep their own.
 _OWN_STATUS = {
-    "validation_error": 422,
     "job_not_found": 404,
     "conflict": 409,
     "result_not_ready": 409,
@@ -81,7 +81,8 @@ class ExecutionRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                return legacy_error(ValidationError.of_problems("request", request_problems(exc)))
+                problems = request_problems(exc)
+                return legacy_error(ValidationError.of_problems("request", problems), status=422)
             except LensForgeError as exc:
                 return legacy_error(exc)
             except HTTPException as exc:  # a body FastAPI could not read: 400
