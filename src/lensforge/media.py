@@ -139,17 +139,27 @@ class Image:
         self,
         pil: PILImage,
         *,
-        data: bytes,
+        data: bytes | None,
         format: str,
         media_type: str,
         exif: Any = None,
     ) -> None:
         self.pil = pil
-        self.data = data
+        self._data = data
         self.format = format
         self.media_type = media_type
         if exif is not None:
             self.__dict__["exif"] = exif  # read while decoding: no second pass over the file
+
+    @property
+    def data(self) -> bytes:
+        """The encoded file: the original bytes, or a PNG of the pixels for an image made
+        in memory (a video frame), encoded the first time it is asked for."""
+        if self._data is None:
+            buffer = io.BytesIO()
+            self.pil.save(buffer, format="PNG")
+            self._data = buffer.getvalue()
+        return self._data
 
     @property
     def width(self) -> int:

@@ -64,6 +64,7 @@ PUBLIC = frozenset(
         "/openapi.json",
         "/",
         "/dashboard/{name}",
+        "/docs/assets/{name}",
     }
 )
 

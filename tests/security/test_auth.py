@@ -93,7 +93,13 @@ def path_for(fx: Fixtures, method: str, path: str, owner: Tenant, *, live: bool 
         "plugin": "testing",
         "plugin_id": "testing",
         "tool_name": "echo",
-        "name": "app.js" if path.startswith("/dashboard/") else "no-such-model",
+        "name": (
+            "app.js"
+            if path.startswith("/dashboard/")
+            else "swagger-ui.css"
+            if path.startswith("/docs/assets/")
+            else "no-such-model"
+        ),
     }
     if "{job_id}" in path:
         if live and is_cancel(method, path):

@@ -137,6 +137,7 @@ EXECUTION_RANKS: dict[str, int] = {
     "lensforge.execution": 0,  # the package docstring only
     "lensforge.execution.analysis": 4,
     "lensforge.execution.uploads": 4,  # the front door's streamed uploads
+    "lensforge.execution.streams": 4,  # live frame streams: front-door sessions
     # the job layer: lifecycle, claiming and capacity, heartbeat and recovery
     "lensforge.execution.jobs": 3,
     "lensforge.execution.dispatch": 3,

@@ -13,24 +13,15 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
 
 from lensforge import __version__
-from lensforge.api import dashboard
+from lensforge.api import dashboard, docs, openapi
 from lensforge.api.auth import ANALYZE, ASGIRoute, AuthMiddleware, requires
+from lensforge.api.compat import execution
 from lensforge.api.compat.forgesyte import build_router as forgesyte_router
 from lensforge.api.cors import OriginCORSMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.fastpath import LensForgeAPI, mount_flat
 from lensforge.api.mcp import MCPEndpoint
-from lensforge.api.routes import (
-    admin,
-    analyze,
-    blobs,
-    compat,
-    jobs,
-    models,
-    plugins,
-    stream,
-    system,
-)
+from lensforge.api.routes import admin, analyze, blobs, jobs, models, plugins, stream, system
 from lensforge.logs import RequestContextMiddleware
 from lensforge.plugin import Plugin
 from lensforge.settings import Settings
@@ -77,11 +68,17 @@ def create_app(
         # OpenTelemetry providers on every request even when none is configured.
         telemetry=None if settings.otel else _NO_TELEMETRY,
         middleware=middleware_stack(settings),
+        # The docs pages are LensForge's own (api/docs.py): served offline, CSP 'self'.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
-    modules = (analyze, jobs, system, plugins, blobs, admin, compat, models, stream, dashboard)
+    modules = (analyze, jobs, system, plugins, blobs, admin, execution, models, stream, dashboard)
     routers = [m.router for m in modules]
     mount_flat(app, [*routers, forgesyte_router(settings.forgesyte_prefix)])
+    app.router.routes.extend(docs.build_router(app.title).routes)
+    openapi.install(app)  # each served tool's result type, named, in /openapi.json
     # MCP over streamable HTTP (docs/mcp.md), served by the same services.
     app.router.routes.append(
         ASGIRoute("/mcp", mcp, methods=["GET", "POST", "DELETE"], openapi_extra=requires(ANALYZE))

@@ -89,9 +89,17 @@ class StoredBlob(BaseModel):
     )
 
 
+# A str (not a Literal): what the routes hand on is a list[str]; the pattern is the check.
+Scope = Annotated[str, Field(pattern=r"^(read|analyze|admin)$", examples=["read"])]
+
+
 class NewKey(BaseModel):
+    """A key to create; what the schema allows is what the server accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=128)
-    scopes: list[str] = Field(min_length=1, max_length=3, examples=[["analyze", "read"]])
+    scopes: list[Scope] = Field(min_length=1, max_length=3, examples=[["analyze", "read"]])
 
 
 # -- errors --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from lensforge.plugin import Plugin, ToolContext, tool
 from lensforge.results import Box, ImageArtifact
-from lensforge.video import Detection, Frame, IouTracker, Sampling, Track, detect_cuts
+from lensforge.video import Detection, Frame, IouTracker, Sampling, detect_cuts
 from lensforge.video.media import Video
 from lensforge.video.scenes import DEFAULT_CONTRAST, DEFAULT_THRESHOLD
 
@@ -99,42 +99,6 @@ class _Pace:
         if fresh > 0 and elapsed > 0:
             message += f", ETA {max(0.0, self.total - done) * elapsed / fresh:.0f} s"
         self.ctx.progress(min(1.0, done / self.total), message)
-
-
-def _tracker_state(tracker: IouTracker) -> dict[str, Any]:
-    """What an :class:`IouTracker` needs to go on after a restart, as JSON."""
-
-    def track(t: Track) -> dict[str, Any]:
-        return {
-            "id": t.id,
-            "label": t.label,
-            "velocity": list(t.velocity),
-            "detections": [
-                [d.frame, d.timestamp_s, list(d.box), d.score, d.label] for d in t.detections
-            ],
-        }
-
-    return {
-        "active": [track(t) for t in tracker._active],
-        "done": [track(t) for t in tracker._done],
-        "next_id": tracker._next_id,
-        "seen": tracker._seen_frames[-(tracker.max_gap + 1) :],  # all _retire ever reads
-    }
-
-
-def _restore_tracker(tracker: IouTracker, state: dict[str, Any]) -> None:
-    def track(data: dict[str, Any]) -> Track:
-        detections = [
-            Detection(frame, timestamp, (box[0], box[1], box[2], box[3]), score, label)
-            for frame, timestamp, box, score, label in data["detections"]
-        ]
-        velocity = (float(data["velocity"][0]), float(data["velocity"][1]))
-        return Track(data["id"], data["label"], detections, velocity)
-
-    tracker._active = [track(t) for t in state["active"]]
-    tracker._done = [track(t) for t in state["done"]]
-    tracker._next_id = int(state["next_id"])
-    tracker._seen_frames = list(state["seen"])
 
 
 class FrameResult(BaseModel):
@@ -382,7 +346,7 @@ class VideoPlugin(Plugin):
         resume = ctx.resume or {}
         next_frame, analysed = int(resume.get("next_frame", 0)), int(resume.get("analysed", 0))
         if "tracker" in resume:
-            _restore_tracker(tracker, resume["tracker"])
+            tracker.restore(resume["tracker"])
         items: list[dict[str, Any]] = []
         pace = _Pace(ctx, analysed, total)
         for frame in video.frames(sampling, start_frame=next_frame, max_side=max_side):
@@ -406,12 +370,12 @@ class VideoPlugin(Plugin):
             analysed, next_frame = analysed + 1, frame.index + 1
             if len(items) >= chunk_frames:
                 state = {"next_frame": next_frame, "analysed": analysed}
-                ctx.checkpoint({**state, "tracker": _tracker_state(tracker)}, items)
+                ctx.checkpoint({**state, "tracker": tracker.state()}, items)
                 items = []
             pace.report(analysed)
         if items:
             state = {"next_frame": next_frame, "analysed": analysed}
-            ctx.checkpoint({**state, "tracker": _tracker_state(tracker)}, items)
+            ctx.checkpoint({**state, "tracker": tracker.state()}, items)
         return VideoTracks(
             tool=tool,
             frames_analyzed=analysed,

@@ -23,7 +23,7 @@ from lensforge.execution.streams import StreamHub, StreamLimits, StreamSession
 from lensforge.execution.uploads import StoredUpload, store_upload
 from lensforge.media import MediaLimits, decode_base64, probe
 from lensforge.registry import Registry
-from lensforge.store import Event, JobRecord, NewJob
+from lensforge.store import Event, FrameItem, JobRecord, NewJob
 from lensforge.tools import ToolSpec
 from lensforge.video.probe import probe_video
 
@@ -94,6 +94,12 @@ class AnalysisExecutionService:
         self, job_id: str, *, owner: str | None = None, wait_s: float = 2.0
     ) -> JobRecord:
         return await self.jobs.cancel(job_id, owner=owner, wait_s=wait_s)
+
+    async def frames(
+        self, job_id: str, *, owner: str | None = None, after: int = -1, limit: int = 100
+    ) -> list[FrameItem]:
+        """A video job's stored per-frame items after ``after`` (a seq), oldest first."""
+        return await self.jobs.frames(job_id, owner=owner, after=after, limit=limit)
 
     async def owns_blob(self, digest: str, owner: str) -> bool:
         return await self.jobs.owns_blob(digest, owner)

@@ -33,10 +33,11 @@ class Frame:
         return PILImage.fromarray(self.rgb)
 
     def image(self) -> Image:
-        """The frame as the ``Image`` an image tool takes (decoded pixels; no file bytes)."""
+        """The frame as the ``Image`` an image tool takes: the decoded pixels (a PNG of them
+        only if a tool asks for the file)."""
         from lensforge.media import Image
 
-        return Image(self.to_pil(), data=b"", format="RAW", media_type="image/x-raw-rgb")
+        return Image(self.to_pil(), data=None, format="PNG", media_type="image/png")
 
 
 @dataclass(frozen=True)

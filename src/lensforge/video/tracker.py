@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 BoxT = tuple[float, float, float, float]  # x, y, width, height
 
@@ -126,6 +127,43 @@ class IouTracker:
             else:
                 self._done.append(track)
         self._active = keep
+
+    def state(self) -> dict[str, Any]:
+        """What the tracker needs to go on after a restart, as JSON (a video job's
+        checkpoint)."""
+
+        def track(t: Track) -> dict[str, Any]:
+            return {
+                "id": t.id,
+                "label": t.label,
+                "velocity": list(t.velocity),
+                "detections": [
+                    [d.frame, d.timestamp_s, list(d.box), d.score, d.label] for d in t.detections
+                ],
+            }
+
+        return {
+            "active": [track(t) for t in self._active],
+            "done": [track(t) for t in self._done],
+            "next_id": self._next_id,
+            "seen": self._seen_frames[-(self.max_gap + 1) :],  # all _retire ever reads
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from a :meth:`state`."""
+
+        def track(data: dict[str, Any]) -> Track:
+            detections = [
+                Detection(frame, timestamp, (box[0], box[1], box[2], box[3]), score, label)
+                for frame, timestamp, box, score, label in data["detections"]
+            ]
+            velocity = (float(data["velocity"][0]), float(data["velocity"][1]))
+            return Track(data["id"], data["label"], detections, velocity)
+
+        self._active = [track(t) for t in state["active"]]
+        self._done = [track(t) for t in state["done"]]
+        self._next_id = int(state["next_id"])
+        self._seen_frames = list(state["seen"])
 
     def tracks(self) -> list[Track]:
         """Every track so far with at least ``min_hits`` detections, by id."""

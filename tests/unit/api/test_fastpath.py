@@ -17,11 +17,12 @@ from fastapi import APIRouter, FastAPI, Header, Response
 from fastapi.testclient import TestClient
 
 from lensforge.api import dashboard
+from lensforge.api.compat import execution as compat
 from lensforge.api.compat.forgesyte import build_router as forgesyte_router
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.fastpath import IDEMPOTENCY_KEY_MAX, RequestRoute
 from lensforge.api.models import AnalyzeRequest
-from lensforge.api.routes import admin, analyze, blobs, compat, jobs, models, plugins, system
+from lensforge.api.routes import admin, analyze, blobs, jobs, models, plugins, system
 from lensforge.api.routes.analyze import accepted_response, analysis_request, finished_response
 from tests.unit.api.support import thread_app
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from lensforge.api import models as m
-from lensforge.api.routes import compat
+from lensforge.api.compat import execution as compat
 from tests.support import b64, png
 from tests.unit.api.support import thread_app, wait_for
 

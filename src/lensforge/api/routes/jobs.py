@@ -132,7 +132,7 @@ async def get_frames(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    page = await analysis.jobs.frames(
+    page = await analysis.frames(
         job_id,
         owner=caller.owner_filter,
         after=-1 if cursor is None else cursor,

@@ -83,7 +83,16 @@ class _Collector:
         yield CounterMetricFamily(
             "lensforge_store_writes", "Job writes, several to a transaction", value=writes
         )
-        yield from (calls, errors, seconds, jobs, state)
+        snap = self.services.analysis.streams.snapshot()
+        yield GaugeMetricFamily(
+            "lensforge_streams_open", "Live frame streams open", value=snap["open"]
+        )
+        frames = CounterMetricFamily(
+            "lensforge_stream_frames", "Live stream frames by outcome", labels=["outcome"]
+        )
+        for outcome in ("frames_in", "dropped", "results", "errors"):
+            frames.add_metric([outcome], snap.get(outcome, 0))
+        yield from (calls, errors, seconds, jobs, state, frames)
 
 
 @router.get(

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from tests.support import b64, png
 
 BASE = "/v1/analyze-execution"
+JSON = {"Content-Type": "application/json"}
 JOB_KEYS = {"id", "plugin", "status", "created_at", "updated_at"}
 RESULT_KEYS = {"job_id", "plugin", "status", "result", "error", "created_at", "completed_at"}
 LEGACY_TERMINAL = {"done", "error", "cancelled"}
@@ -83,37 +84,70 @@ def test_execute_with_a_tool_name_and_mime_type(client: TestClient) -> None:
 
 def test_execute_unknown_plugin(client: TestClient) -> None:
     response = client.post(BASE, json={"plugin": "nope", "image": b64(png())})
-    assert response.status_code == 400
-    detail = response.json()["detail"]
+    detail = legacy_detail(response, 400, "plugin_not_found")
     assert detail["type"] == "plugin_not_found"
+
+
+def legacy_detail(response: Any, status: int, code: str) -> dict[str, Any]:
+    """ForgeSyte's one error shape on these routes, with LensForge's code inside."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"detail"}, body
+    detail: dict[str, Any] = body["detail"]
+    assert set(detail) == {"type", "message", "code", "job_id"}, detail
+    assert detail["code"] == code, detail
     assert isinstance(detail["message"], str) and detail["message"]
-    assert set(response.json()) == {"detail"}
+    return detail
 
 
-def test_execute_without_a_plugin_uses_default_which_does_not_exist(client: TestClient) -> None:
-    response = client.post(BASE, json={"image": b64(png())})
-    assert response.status_code == 400
-    assert response.json()["detail"]["type"] == "plugin_not_found"
+def test_plugin_is_required_no_default_in_the_schema(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ExecutionBody"]
+    assert "plugin" in schema["required"]
+    assert "default" not in schema["properties"]["plugin"]
+    detail = legacy_detail(client.post(BASE, json={"image": b64(png())}), 422, "validation_error")
+    assert detail["type"] == "validation_error"
+    assert "plugin" in detail["message"]
+
+
+def test_a_malformed_body_gets_the_same_shape(client: TestClient) -> None:
+    for body in ([1, 2], {"plugin": "image"}, {"plugin": "image", "image": 5}):
+        legacy_detail(client.post(BASE, json=body), 422, "validation_error")
+    response = client.post(f"{BASE}/async", content=b"{not json", headers=JSON)
+    legacy_detail(response, 422, "validation_error")
+    legacy_detail(client.get(f"{BASE}/jobs", params={"limit": 0}), 422, "validation_error")
+
+
+def test_the_dotted_plugin_form_is_accepted(client: TestClient) -> None:
+    response = client.post(BASE, json={"plugin": "testing.size", "image": b64(png(7, 3))})
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == {"width": 7, "height": 3}
+    assert response.json()["plugin"] == "testing"
+    job_id = submit_async(client, plugin="image.info", image=b64(png(2, 5)))
+    assert wait_legacy(client, job_id)["status"] == "done"
+
+
+def test_a_tool_that_takes_no_image_is_a_validation_error(client: TestClient) -> None:
+    body = {"plugin": "testing.sleep", "image": b64(png())}
+    detail = legacy_detail(client.post(BASE, json=body), 400, "validation_error")
+    assert "takes no image" in detail["message"]
 
 
 def test_execute_unknown_tool(client: TestClient) -> None:
     response = client.post(BASE, json={"plugin": "image", "tool_name": "nope", "image": b64(png())})
-    assert response.status_code == 400
-    assert response.json()["detail"]["message"]
+    assert legacy_detail(response, 400, "tool_not_found")["type"] == "invalid_plugin"
 
 
 def test_execute_failed_job_reports_its_error(client: TestClient) -> None:
     response = client.post(BASE, json={"plugin": "image", "image": b64(truncated_png())})
-    assert response.status_code == 400, response.text
-    detail = response.json()["detail"]
+    detail = legacy_detail(response, 400, "validation_error")
     assert detail["type"] == "execution_error"
     assert "truncated" in detail["message"]
+    assert detail["job_id"]
 
 
 def test_execute_invalid_base64(client: TestClient) -> None:
     response = client.post(BASE, json={"plugin": "image", "image": "%%%"})
-    assert response.status_code == 400
-    assert response.json()["detail"]["message"]
+    assert legacy_detail(response, 400, "validation_error")["type"] == "validation_error"
 
 
 # -- async execution and jobs ------------------------------------------------------------------
@@ -132,8 +166,7 @@ def test_async_job_really_runs(client: TestClient) -> None:
 
 def test_async_unknown_plugin(client: TestClient) -> None:
     response = client.post(f"{BASE}/async", json={"plugin": "nope", "image": b64(png())})
-    assert response.status_code == 400
-    assert response.json()["detail"]["type"] == "plugin_not_found"
+    legacy_detail(response, 400, "plugin_not_found")
 
 
 def test_unknown_job(client: TestClient) -> None:
@@ -143,8 +176,8 @@ def test_unknown_job(client: TestClient) -> None:
         client.get(f"{BASE}/jobs/{missing}/result"),
         client.delete(f"{BASE}/jobs/{missing}"),
     ):
-        assert response.status_code == 404
-        assert response.json() == {"detail": "Job not found"}
+        detail = legacy_detail(response, 404, "job_not_found")
+        assert (detail["message"], detail["job_id"]) == ("Job not found", None)
 
 
 def test_result_of_a_done_job(client: TestClient) -> None:
@@ -164,8 +197,7 @@ def test_result_of_a_done_job(client: TestClient) -> None:
 def test_result_while_queued_or_running_is_409(client: TestClient) -> None:
     job_id = sleeping_job(client, seconds=3)
     response = client.get(f"{BASE}/jobs/{job_id}/result")
-    assert response.status_code == 409
-    assert "not ready" in response.json()["detail"]
+    assert "not ready" in legacy_detail(response, 409, "result_not_ready")["message"]
     assert client.get(f"{BASE}/jobs/{job_id}").json()["job"]["status"] in {"queued", "running"}
     client.post(f"/v1/jobs/{job_id}/cancel")
 
@@ -222,18 +254,35 @@ def test_list_with_an_unknown_status_is_empty(client: TestClient) -> None:
     }
 
 
-def test_delete_cancels_a_running_job(client: TestClient) -> None:
+def test_delete_answers_what_a_get_right_after_shows(client: TestClient) -> None:
     job_id = sleeping_job(client)
+    wait_legacy(client, job_id, {"running"})
     response = client.delete(f"{BASE}/jobs/{job_id}")
     assert response.status_code == 200, response.text
     assert response.json() == {"job_id": job_id, "status": "cancelled", "cancelled": True}
-    job = wait_legacy(client, job_id, timeout_s=5)
-    assert job["status"] == "cancelled"
+    assert client.get(f"{BASE}/jobs/{job_id}").json()["job"]["status"] == "cancelled"
+
+
+def test_a_cancelled_jobs_error_is_the_same_whenever_it_was_cancelled(client: TestClient) -> None:
+    # Two workers: two sleepers run, the third waits in the queue.
+    running = [sleeping_job(client), sleeping_job(client)]
+    for job_id in running:
+        wait_legacy(client, job_id, {"running"})
+    queued = sleeping_job(client)
+    assert client.get(f"{BASE}/jobs/{queued}").json()["job"]["status"] == "queued"
+    errors = set()
+    for job_id in (queued, *running):
+        answer = client.delete(f"{BASE}/jobs/{job_id}").json()
+        assert answer["status"] == client.get(f"{BASE}/jobs/{job_id}").json()["job"]["status"]
+        wait_legacy(client, job_id, {"cancelled"})
+        result = client.get(f"{BASE}/jobs/{job_id}/result").json()
+        assert (result["status"], result["result"]) == ("cancelled", None)
+        errors.add(result["error"])
+    assert len(errors) == 1 and None not in errors, errors
 
 
 def test_delete_of_a_finished_job_is_409(client: TestClient) -> None:
     done = client.post(BASE, json={"plugin": "image", "image": b64(png())}).json()
     response = client.delete(f"{BASE}/jobs/{done['job_id']}")
-    assert response.status_code == 409
-    assert "detail" in response.json()
+    assert legacy_detail(response, 409, "conflict")["job_id"] == done["job_id"]
     assert client.get(f"{BASE}/jobs/{done['job_id']}").json()["job"]["status"] == "done"
