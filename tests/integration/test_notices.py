@@ -61,14 +61,19 @@ async def two_servers(pg_url: str) -> AsyncIterator[tuple[JobExecutionService, .
 async def test_notices_carry_ended_and_pending_jobs(pg_url: str) -> None:
     listening, writing = JobStore(pg_url), JobStore(pg_url)
     got: list[Notice] = []
+    finished = asyncio.Event()
+
+    def deliver(notice: Notice) -> None:
+        got.append(notice)
+        if notice.finished:
+            finished.set()
+
     try:
-        assert listening.listen(got.append)
+        assert listening.listen(deliver)
         job, _ = await writing.create(new())
         (running,) = await writing.claim("w", 30.0, 1)
         await writing.finish(running, Status.SUCCESS, {"result": 1}, worker="w")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and job.id not in [i for n in got for i in n.finished]:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(finished.wait(), 5)
         assert any(n.pending == 1 for n in got)
         assert any(job.id in n.finished for n in got)
     finally:
@@ -92,7 +97,7 @@ async def test_a_job_submitted_to_an_api_server_runs_on_another_promptly(
 async def test_a_worker_drains_a_backlog_it_did_not_see_arrive(
     two_servers: tuple[JobExecutionService, JobExecutionService],
 ) -> None:
-    api, worker = two_servers
+    api, _ = two_servers
     ids = [(await api.submit(new()))[0].id for _ in range(40)]
     finished = [await api.wait(job_id, 10) for job_id in ids]
     assert {job.status for job in finished} == {Status.SUCCESS}

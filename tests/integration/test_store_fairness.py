@@ -1,6 +1,8 @@
 """Fair claiming and the per-owner cap (JobStoreProtocol.claim), on SQLite, PostgreSQL and
 the in-memory store: the same test code for all three."""
 
+# ruff: noqa: F811  (the contract suite's fixtures, imported, are this module's parameters)
+
 from __future__ import annotations
 
 from collections import Counter
