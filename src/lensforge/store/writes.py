@@ -176,7 +176,8 @@ def claim(
         candidates = [row[0] for row in tx.rows(query, params, cache=False)]
     else:
         params = {"now": now, "limit": limit, "cap": cap, "window": FAIR_WINDOW}
-        candidates = [row[0] for row in tx.rows(_FAIR, params)]
+        fair = _FAIR if tx.is_sqlite else _FAIR_SKIP_LOCKED
+        candidates = [row[0] for row in tx.rows(fair, params)]
     claimed = _claim_ids(tx, worker, lease_s, now, candidates)
     if not job_ids and len(candidates) == limit and len(claimed) < limit:
         # Lost races to other servers: top up from the oldest rows nobody holds.
@@ -293,11 +294,15 @@ _RANKED = (
     .subquery("ranked")
 )
 _FAIR = (
-    select(_RANKED.c.id)
-    .where(_RANKED.c.rank <= bindparam("cap"))
+    select(jobs.c.id)
+    .join(_RANKED, _RANKED.c.id == jobs.c.id)
+    .where(_RANKED.c.rank <= bindparam("cap"), jobs.c.status == Status.PENDING.value)
     .order_by(_RANKED.c.rank, _RANKED.c.id)
     .limit(bindparam("limit"))
 )
+# PostgreSQL: lock the chosen rows, skipping those another claimer holds (then the next in
+# rank), so that two claimers never wait on each other (nor deadlock).
+_FAIR_SKIP_LOCKED = _FAIR.with_for_update(of=jobs, skip_locked=True)
 _RENEW_LEASE = (
     update(jobs)
     .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_owner == bindparam("owner"))
