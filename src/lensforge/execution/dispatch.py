@@ -13,7 +13,9 @@ flight (``reserved``). Three ways a job gets claimed, cheapest first:
   as a slot frees: a backlog left by a dead server drains at this server's own pace.
 
 Every claim is fair across callers and honours ``per_owner`` (the most RUNNING jobs one
-owner may have; 0: no cap): see ``JobStoreProtocol.claim``.
+owner may have; 0: no cap): see ``JobStoreProtocol.claim``. With a cap, jobs are not claimed
+at creation (that insert cannot count the owner's RUNNING jobs): they are claimed by the
+loop, woken at once, for one more transaction per job.
 
 ``pending`` is an estimate of the backlog (exact after a claim that found less than it
 asked for); it gates the first two and the queue limit (``check_queue``: 429 past
@@ -96,8 +98,15 @@ class Dispatcher:
                 raise error
 
     def claim_for_new(self, new: NewJob) -> str | None:
-        """The lease owner to claim a new job for at its creation, if now is the time."""
-        if self.accepting and self.pending == 0 and new.not_before is None and self.free() > 0:
+        """The lease owner to claim a new job for at its creation, if now is the time (never
+        with a per-owner cap: only a claim's transaction can count the owner's RUNNING jobs)."""
+        if (
+            self.accepting
+            and self.pending == 0
+            and not self.per_owner
+            and new.not_before is None
+            and self.free() > 0
+        ):
             return self.worker_id
         return None
 
