@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from lensforge.errors import Conflict, IllegalTransition
@@ -173,13 +173,18 @@ def claim(
         if not tx.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         params = {"now": now, "limit": limit, "cap": cap, **dict(zip(names, job_ids, strict=True))}
-        candidates = [row[0] for row in tx.rows(query, params, cache=False)]
+        candidates = ranked = [row[0] for row in tx.rows(query, params, cache=False)]
     else:
-        params = {"now": now, "limit": limit, "cap": cap, "window": FAIR_WINDOW}
-        fair = _FAIR if tx.is_sqlite else _FAIR_SKIP_LOCKED
-        candidates = [row[0] for row in tx.rows(fair, params)]
+        low, per_job, high = FAIR_WINDOW
+        window = min(high, max(low, per_job * limit))
+        params = {"now": now, "limit": limit, "cap": cap, "window": window}
+        ranked = [row[0] for row in tx.rows(_FAIR, params)]
+        candidates = ranked
+        if ranked and not tx.is_sqlite:  # SQLite: the write lock keeps other claimers out
+            free = {row[0] for row in tx.rows(_LOCK_PENDING, {"ids": ranked})}
+            candidates = [job_id for job_id in ranked if job_id in free]
     claimed = _claim_ids(tx, worker, lease_s, now, candidates)
-    if not job_ids and len(candidates) == limit and len(claimed) < limit:
+    if not job_ids and len(ranked) == limit and len(claimed) < limit:
         # Lost races to other servers: top up from the oldest rows nobody holds.
         query = _CLAIMABLE if tx.is_sqlite else _CLAIMABLE_SKIP_LOCKED
         params = {"now": now, "limit": limit - len(claimed), "cap": cap}
@@ -249,7 +254,10 @@ _BY_IDEMPOTENCY_KEY = select(jobs).where(
     jobs.c.owner == bindparam("owner"), jobs.c.idempotency_key == bindparam("key")
 )
 NO_CAP = 2**31 - 1  # ``per_owner`` 0: no cap
-FAIR_WINDOW = 256  # the oldest due PENDING jobs the fair claim orders (index range scan)
+# The fair claim orders the oldest due PENDING jobs of owners under their cap: 8 per job
+# claimed, at least 32, at most 256. Each costs a row read (SQLite, 5,000 pending: ~0.2 ms
+# a claim at 32, ~0.8 ms at 256, against ~0.03 ms for a plain FIFO claim).
+FAIR_WINDOW = (32, 8, 256)
 _DUE = (jobs.c.status == Status.PENDING.value) & (
     jobs.c.not_before.is_(None) | (jobs.c.not_before <= bindparam("now"))
 )
@@ -269,11 +277,12 @@ _CLAIMABLE = (
 )
 # PostgreSQL: concurrent claimers skip each other's rows instead of queueing on them.
 _CLAIMABLE_SKIP_LOCKED = _CLAIMABLE.with_for_update(skip_locked=True, of=jobs)
-# The fair claim. Among the oldest FAIR_WINDOW due jobs of owners under their cap, an
+# The fair claim. Among the oldest due jobs of owners under their cap (FAIR_WINDOW), an
 # owner's k-th job ranks (jobs it has RUNNING) + k, and the lowest ranks win, oldest first
 # among equals: each caller's jobs interleave, and one with fewer jobs running goes first.
 # The window bounds the cost on any backlog (one index range scan of ix_jobs_status_id,
-# plus the RUNNING rows, which are at most the servers' capacity).
+# plus the RUNNING rows, which are at most the servers' capacity); fairness reaches as far
+# into the queue as the window (capped owners' jobs are left out before it).
 _CANDIDATES = (
     select(jobs.c.id, jobs.c.owner)
     .where(_DUE)
@@ -294,15 +303,17 @@ _RANKED = (
     .subquery("ranked")
 )
 _FAIR = (
-    select(jobs.c.id)
-    .join(_RANKED, _RANKED.c.id == jobs.c.id)
-    .where(_RANKED.c.rank <= bindparam("cap"), jobs.c.status == Status.PENDING.value)
+    select(_RANKED.c.id)
+    .where(_RANKED.c.rank <= bindparam("cap"))
     .order_by(_RANKED.c.rank, _RANKED.c.id)
     .limit(bindparam("limit"))
 )
-# PostgreSQL: lock the chosen rows, skipping those another claimer holds (then the next in
-# rank), so that two claimers never wait on each other (nor deadlock).
-_FAIR_SKIP_LOCKED = _FAIR.with_for_update(of=jobs, skip_locked=True)
+# PostgreSQL: then lock those of the chosen rows no other claimer holds, by key, checking the
+# status again on the row as locked. (One statement joining the two was planned as a scan
+# of every PENDING job when the table's statistics were stale: 150 ms at 5,000 pending.)
+_LOCK_PENDING = text(
+    "SELECT id FROM jobs WHERE id = ANY(:ids) AND status = 'PENDING' FOR UPDATE SKIP LOCKED"
+)
 _RENEW_LEASE = (
     update(jobs)
     .where(jobs.c.id == bindparam("job_id"), jobs.c.lease_owner == bindparam("owner"))
