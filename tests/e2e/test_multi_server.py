@@ -130,6 +130,24 @@ def test_two_servers_share_one_queue_and_complete_each_job_once(
     assert set(per_job) == set(ids)
     assert set(per_job.values()) == {1}
     assert len(per_worker) == 2  # both servers ran jobs
+    assert same_key_on_both(one.url, two.url)
+
+
+def same_key_on_both(*urls: str) -> bool:
+    """One Idempotency-Key sent to every server at once makes one job, which all answer."""
+
+    async def go() -> set[str]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post(f"{url}/v1/jobs", json=NOOP, headers={"Idempotency-Key": "k1"})
+                    for url in urls * 4
+                )
+            )
+        assert all(answer.status_code in (200, 202) for answer in answers), answers
+        return {answer.json()["job_id"] for answer in answers}
+
+    return len(asyncio.run(go())) == 1
 
 
 def test_kill_9_of_one_server_halfway_the_survivor_finishes_everything_once(
