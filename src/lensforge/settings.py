@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(
         0.5, gt=0, description="How often the dispatcher looks for jobs other processes queued."
     )
+    max_running_per_key: int = Field(
+        0,
+        ge=0,
+        description="Most jobs one caller (API key) may have RUNNING across all servers; 0 "
+        "for no cap. Claims are fair across callers either way.",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
     log_format: Literal["auto", "json", "text"] = Field(
         "auto",

@@ -25,7 +25,8 @@ import builtins
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from lensforge.execution.tool_runner import ToolRunner
 from lensforge.media import MediaLimits
 from lensforge.plugin import Plugin
 from lensforge.registry import Registry
-from lensforge.store import Checkpoint, Event, FrameItem, JobRecord, NewJob, Status
+from lensforge.store import Checkpoint, Event, FrameItem, JobRecord, NewJob, Notice, Status
 from lensforge.store.records import new_job_id
 
 _JSON_VALUES = ("inputs", "result", "error")
@@ -175,18 +176,32 @@ class InMemoryJobStore:
         artifacts: Sequence[str] = (),
         claim_next: int = 0,
         lease_s: float = 30.0,
+        per_owner: int = 0,
     ) -> tuple[JobRecord, builtins.list[JobRecord]]:
         self._writes += 1
         updated = self._transition(job.id, job.status, to_status, worker, reason, owned_by, values)
         self._own([(digest, updated.owner) for digest in artifacts])
-        claimed = self._claim(worker, lease_s, claim_next) if claim_next > 0 and worker else []
+        claimed = (
+            self._claim(worker, lease_s, claim_next, per_owner=per_owner)
+            if claim_next > 0 and worker
+            else []
+        )
         return updated, claimed
 
     async def claim(
-        self, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
+        self,
+        worker: str,
+        lease_s: float,
+        limit: int,
+        job_ids: Sequence[str] = (),
+        *,
+        per_owner: int = 0,
     ) -> builtins.list[JobRecord]:
         self._writes += 1
-        return self._claim(worker, lease_s, limit, job_ids)
+        return self._claim(worker, lease_s, limit, job_ids, per_owner=per_owner)
+
+    def listen(self, deliver: Callable[[Notice], None]) -> bool:
+        return False  # one process: its services see their own transitions
 
     async def renew_leases(self, lease_owner: str, job_ids: Sequence[str], lease_s: float) -> int:
         renewed = 0
@@ -356,18 +371,37 @@ class InMemoryJobStore:
         return updated
 
     def _claim(
-        self, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
+        self,
+        worker: str,
+        lease_s: float,
+        limit: int,
+        job_ids: Sequence[str] = (),
+        *,
+        per_owner: int = 0,
     ) -> builtins.list[JobRecord]:
         now = time.time()
+        cap = per_owner if per_owner > 0 else 2**31 - 1
         wanted = set(job_ids)
+        running = Counter(j.owner for j in self._t.jobs.values() if j.status is Status.RUNNING)
         due = sorted(
-            job.id
+            (job.id, job.owner)
             for job in self._t.jobs.values()
             if job.status is Status.PENDING
             and (job.not_before is None or job.not_before <= now)
             and (not wanted or job.id in wanted)
-        )[:limit]
-        return [self._claim_one(self._t.jobs[job_id], worker, lease_s, now) for job_id in due]
+            and running[job.owner] < cap
+        )
+        if wanted:
+            chosen = [job_id for job_id, _ in due[:limit]]
+        else:  # the fair order of the SQL store: an owner's k-th job ranks running + k
+            seen: Counter[str] = Counter()
+            ranked = []
+            for job_id, owner in due:
+                seen[owner] += 1
+                if running[owner] + seen[owner] <= cap:
+                    ranked.append((running[owner] + seen[owner], job_id))
+            chosen = [job_id for _, job_id in sorted(ranked)[:limit]]
+        return [self._claim_one(self._t.jobs[job_id], worker, lease_s, now) for job_id in chosen]
 
     def _claim_one(self, job: JobRecord, worker: str, lease_s: float, now: float) -> JobRecord:
         values = {

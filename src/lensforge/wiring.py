@@ -110,6 +110,7 @@ def build_services(
         poll_interval_s=settings.poll_interval_s,
         max_queue=settings.max_queue,
         shutdown_grace_s=settings.shutdown_grace_s,
+        max_running_per_key=settings.max_running_per_key,
     )
     analysis = AnalysisExecutionService(
         registry,

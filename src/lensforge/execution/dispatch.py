@@ -7,8 +7,15 @@ flight (``reserved``). Three ways a job gets claimed, cheapest first:
   (``claim_for_new``), saving a transaction;
 - **at a finish**: with a backlog, the transaction that finishes a job claims the next ones
   for the slot it frees (``claim_next``);
-- **by the loop**: woken when jobs are added or slots free up, and every poll interval for
-  other servers' jobs.
+- **by the loop**: woken when jobs are added here or (on PostgreSQL) noticed elsewhere
+  (:meth:`noticed`), when slots free up with a backlog, and every poll interval as a safety
+  net. While a claim gets all it asked for, more work is assumed and claimed again as soon
+  as a slot frees: a backlog left by a dead server drains at this server's own pace.
+
+Every claim is fair across callers and honours ``per_owner`` (the most RUNNING jobs one
+owner may have; 0: no cap): see ``JobStoreProtocol.claim``. With a cap, jobs are not claimed
+at creation (that insert cannot count the owner's RUNNING jobs): they are claimed by the
+loop, woken at once, for one more transaction per job.
 
 ``pending`` is an estimate of the backlog (exact after a claim that found less than it
 asked for); it gates the first two and the queue limit (``check_queue``: 429 past
@@ -42,8 +49,10 @@ class Dispatcher:
         lease_s: float,
         poll_interval_s: float,
         max_queue: int,
+        per_owner: int = 0,
     ) -> None:
         self.store = store
+        self.per_owner = per_owner
         self.worker_id = worker_id
         self.lease_s = lease_s
         self.poll_interval_s = poll_interval_s
@@ -89,8 +98,15 @@ class Dispatcher:
                 raise error
 
     def claim_for_new(self, new: NewJob) -> str | None:
-        """The lease owner to claim a new job for at its creation, if now is the time."""
-        if self.accepting and self.pending == 0 and new.not_before is None and self.free() > 0:
+        """The lease owner to claim a new job for at its creation, if now is the time (never
+        with a per-owner cap: only a claim's transaction can count the owner's RUNNING jobs)."""
+        if (
+            self.accepting
+            and self.pending == 0
+            and not self.per_owner
+            and new.not_before is None
+            and self.free() > 0
+        ):
             return self.worker_id
         return None
 
@@ -99,17 +115,30 @@ class Dispatcher:
         self.pending += 1
         self._wake.set()
 
+    def noticed(self, pending: int) -> None:
+        """Another process left ``pending`` jobs PENDING (or, with 0, may have): try a claim."""
+        self.pending = max(self.pending, pending, 1)
+        if self.free() > 0:
+            self._wake.set()
+
     def claim_next(self) -> int:
         """How many jobs a finishing job's transaction should claim (0 without a backlog)."""
         return self.free() + 1 if self.accepting and self.pending > 0 else 0
 
-    def claimed(self, jobs: list[JobRecord]) -> None:
-        self.pending = max(0, self.pending - len(jobs))
+    def claimed(self, jobs: list[JobRecord], asked: int = 0) -> None:
+        """Start the ``jobs`` a claim for ``asked`` got: fewer means no backlog is left, all of
+        them that more may wait (a backlog this server did not see arrive)."""
+        if asked and len(jobs) < asked:
+            self.pending = 0
+        elif asked:
+            self.pending = max(1, self.pending - len(jobs))
+        else:
+            self.pending = max(0, self.pending - len(jobs))
         for job in jobs:
             self._start(job)
 
     def freed(self) -> None:
-        """A slot freed up; it matters only with a backlog (others' jobs come by polling)."""
+        """A slot freed up; it matters only with a backlog (others' jobs come by notice)."""
         if self.pending > 0:
             self._wake.set()
 
@@ -129,12 +158,12 @@ class Dispatcher:
         while free > 0 and self.accepting:
             self.reserved += free
             try:
-                jobs = await self.store.claim(self.worker_id, self.lease_s, free)
+                jobs = await self.store.claim(
+                    self.worker_id, self.lease_s, free, per_owner=self.per_owner
+                )
             finally:
                 self.reserved -= free
-            self.claimed(jobs)
+            self.claimed(jobs, free)
             if len(jobs) < free:
-                if not jobs:
-                    self.pending = 0  # nothing due: the backlog is gone
                 return
             free = self.free()

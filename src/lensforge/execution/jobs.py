@@ -38,6 +38,7 @@ from lensforge.store import (
     JobRecord,
     JobStoreProtocol,
     NewJob,
+    Notice,
     Status,
 )
 
@@ -64,6 +65,7 @@ class JobExecutionService:
         max_queue: int = 10_000,
         shutdown_grace_s: float = 10.0,
         worker_id: str | None = None,
+        max_running_per_key: int = 0,
     ) -> None:
         self.store = store
         self.plugins = plugins
@@ -83,6 +85,7 @@ class JobExecutionService:
             lease_s=lease_s,
             poll_interval_s=poll_interval_s,
             max_queue=max_queue,
+            per_owner=max_running_per_key,
         )
         self.leases = LeaseKeeper(
             store,
@@ -100,6 +103,8 @@ class JobExecutionService:
         await self.store.start()
         await self.plugins.start()
         await self.leases.recover(dead_local_owners=True)
+        if self.store.listen(self._noticed):
+            self.waiters.noticed()
         await self.dispatcher.start(loop=dispatch)
         if dispatch:
             self.leases.start()
@@ -125,6 +130,17 @@ class JobExecutionService:
         if leftover:
             log.info("handed %d running jobs back", len(leftover), extra={"event": "jobs_released"})
         await self.store.stop()
+
+    def _noticed(self, notice: Notice) -> None:
+        """A store notice: jobs ended or became PENDING in some process (maybe this one)."""
+        if notice.resync:
+            self.waiters.poke_all()
+            self.dispatcher.noticed(0)
+            return
+        for job_id in notice.finished:
+            self.waiters.poke(job_id)
+        if notice.pending:
+            self.dispatcher.noticed(notice.pending)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -306,12 +322,13 @@ class JobExecutionService:
                 artifacts=verdict.artifacts,
                 claim_next=claim_next,
                 lease_s=self.lease_s,
+                per_owner=self.dispatcher.per_owner,
             )
         finally:
             self.dispatcher.reserved -= claim_next
         self._after_transition(job, updated)
         self._running.pop(job.id, None)
-        self.dispatcher.claimed(claimed)
+        self.dispatcher.claimed(claimed, claim_next)
 
     def _after_transition(self, job: JobRecord, updated: JobRecord) -> None:
         """Log it, wake waiters, schedule a retry."""

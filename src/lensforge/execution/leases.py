@@ -1,11 +1,14 @@
-"""Leases: who holds one (``host:pid:token``), the heartbeat, and recovery of expired ones.
+"""Leases: who holds one (``host/boot:pid:token``), the heartbeat, and recovery of expired ones.
 
 A RUNNING job is leased to the server process running it. That server renews its leases
 every third of ``lease_s`` (and passes on cancel requests made elsewhere); a job whose lease
 ran out (its server or machine is gone) is recovered by any server: PENDING again with an
 attempt counted, or FAILED with ``worker_lost`` when its attempts are spent. Recovery runs
 at start-up (then also for jobs of dead server processes on this host, at once) and with
-every heartbeat. The transitions themselves are JobExecutionService's (``apply``).
+every heartbeat. "This host" is the host name *and* the kernel's boot id, so that two
+machines (or containers of two machines) with the same name never judge each other's pids;
+any other owner's jobs wait for their lease to expire. The transitions themselves are
+JobExecutionService's (``apply``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
 
 from lensforge.errors import IllegalTransition
 from lensforge.execution.verdicts import Verdict, lost
@@ -31,12 +35,27 @@ def make_worker_id() -> str:
 
 
 def host_prefix() -> str:
-    """The start of every lease owner on this host."""
-    return f"{socket.gethostname()}:"
+    """The start of every lease owner on this host (and since its last boot)."""
+    return f"{socket.gethostname()[:32]}/{_boot_id()}:"
+
+
+def _boot_id() -> str:
+    """This boot of this machine's kernel (Linux); elsewhere a token of this process's
+    lifetime, so that no other process's lease ever looks local."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:
+        return _PROCESS_TOKEN
+
+
+_PROCESS_TOKEN = secrets.token_hex(6)
 
 
 def owner_alive(owner: str | None) -> bool:
-    """Whether the server process named in a lease owner on this host still runs."""
+    """Whether the server process named in a lease owner still runs (True unless the owner
+    is of this host and its pid is gone)."""
+    if not (owner or "").startswith(host_prefix()):
+        return True  # another host's: not ours to judge, its lease will speak
     try:
         pid = int((owner or "").split(":")[1])
     except (IndexError, ValueError):

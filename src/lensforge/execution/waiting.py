@@ -1,4 +1,10 @@
-"""Waiting for jobs: futures woken when a job of this server ends, polling for the others."""
+"""Waiting for jobs: futures woken when a job ends, here or (by a store notice) elsewhere.
+
+A job finished by this server wakes its waiters with the record (:meth:`Waiters.finished`);
+one finished by another server wakes them through a notice (:meth:`Waiters.poke`: they read
+it again). Without notices (SQLite) waiters read the job every ``poll_interval_s * 2``; with
+them only every ``NOTICED_POLL_S``, in case a notice was lost.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from lensforge.store import TERMINAL, JobRecord
 
 Waiter = asyncio.Future[JobRecord | None]
+NOTICED_POLL_S = 5.0
 
 
 class Waiters:
@@ -17,7 +24,22 @@ class Waiters:
     def __init__(self, read: Callable[[str], Awaitable[JobRecord]], poll_interval_s: float) -> None:
         self._read = read
         self.poll_interval_s = poll_interval_s
+        self.recheck_s = poll_interval_s * 2
         self._waiting: dict[str, list[Waiter]] = {}
+
+    def noticed(self) -> None:
+        """Notices of jobs ended elsewhere will come: poll only as a safety net."""
+        self.recheck_s = max(self.recheck_s, NOTICED_POLL_S)
+
+    def poke(self, job_id: str) -> None:
+        """``job_id`` changed elsewhere: its waiters read it again now."""
+        for future in self._waiting.get(job_id, ()):
+            _expire(future)
+
+    def poke_all(self) -> None:
+        """Notices may have been missed: every waiter reads its job again."""
+        for job_id in list(self._waiting):
+            self.poke(job_id)
 
     def register(self, job_id: str, waiter: Waiter) -> None:
         """Add a future made before the job could start, so that no wake-up is missed."""
@@ -57,8 +79,9 @@ class Waiters:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return job
-                # Finished here: the future fires. Finished by another process: poll again.
-                timer = loop.call_later(min(remaining, self.poll_interval_s * 2), _expire, future)
+                # Finished here: the future fires with the job. Elsewhere: a notice pokes it
+                # (or, without notices, the timer), and the job is read again.
+                timer = loop.call_later(min(remaining, self.recheck_s), _expire, future)
                 finished = await future
                 timer.cancel()
                 if finished is not None:

@@ -5,6 +5,7 @@ and migrations stay private behind :class:`JobStore`'s async methods.
 """
 
 from lensforge.store.engine import StoreBusy
+from lensforge.store.notices import Notice
 from lensforge.store.protocol import JobStoreProtocol
 from lensforge.store.records import Checkpoint, Event, FrameItem, JobRecord, NewJob
 from lensforge.store.store import JobStore
@@ -19,6 +20,7 @@ __all__ = [
     "JobStore",
     "JobStoreProtocol",
     "NewJob",
+    "Notice",
     "Status",
     "StoreBusy",
 ]

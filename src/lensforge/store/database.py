@@ -22,6 +22,7 @@ from lensforge.store.dbapi import StatementCache, Tx, json_dumps, json_loads
 from lensforge.store.engine import StoreBusy, configure_sqlite, is_busy, redact_url, store_failed
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x4C46_4D49  # PostgreSQL advisory lock key held while migrating ("LFMI")
 log = logging.getLogger(__name__)
 Op = Callable[[Tx], Any]
 
@@ -55,7 +56,14 @@ class Database:
         self.statements = StatementCache(self.engine.dialect)
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic)."""
+        """Bring the schema to the newest revision (Alembic), one process at a time.
+
+        Servers starting together on one fresh database would each create ``alembic_version``
+        and all but one fail; so the upgrade runs under a lock: on PostgreSQL a transaction
+        advisory lock (released at commit), on SQLite the write lock (``BEGIN IMMEDIATE``,
+        see :func:`~lensforge.store.engine.configure_sqlite`). Whoever waited then finds the
+        schema at head and has nothing to do.
+        """
         from alembic import command
         from alembic.config import Config
 
@@ -63,6 +71,8 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
         except SQLAlchemyError as exc:

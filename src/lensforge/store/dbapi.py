@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import Dialect
 from sqlalchemy.exc import IntegrityError
 
+from lensforge.store import notices
 from lensforge.store.engine import StoreBusy, is_busy, store_failed
 from lensforge.store.records import JOB_FIELDS, JobRecord
 from lensforge.store.tables import Status
@@ -92,6 +93,8 @@ class Tx:
         self._database_error: type[Exception] = dbapi.Error
         self._encode = sqlite_json if is_sqlite else json_dumps
         self._later: list[tuple[Compiled, Any]] = []
+        self.finished: list[str] = []  # jobs this transaction ended (for notices)
+        self.pending = 0  # jobs it left PENDING for anyone to claim
 
     def _args(self, compiled: Compiled, params: dict[str, Any]) -> Any:
         values = {**compiled.defaults, **params}
@@ -114,7 +117,12 @@ class Tx:
         self._later.append((compiled, values))
 
     def flush(self) -> None:
-        """Run the deferred inserts, in the order they were asked for."""
+        """Run the deferred inserts, in the order they were asked for; on PostgreSQL, queue
+        the transaction's job notices (see :mod:`~lensforge.store.notices`)."""
+        if not self.is_sqlite and (self.finished or self.pending):
+            for payload in notices.payloads(self.finished, self.pending):
+                self._execute(self.cursor.execute, notices.NOTIFY, (notices.CHANNEL, payload))
+            self.finished, self.pending = [], 0
         while self._later:
             compiled = self._later[0][0]
             n = next((i for i, (c, _) in enumerate(self._later) if c is not compiled), None)
@@ -135,11 +143,13 @@ class Tx:
     def savepoint(self) -> Iterator[None]:
         """A nested transaction: an exception undoes only what ran inside it."""
         self.cursor.execute("SAVEPOINT lensforge_op")
-        deferred = len(self._later)
+        deferred, finished, pending = len(self._later), len(self.finished), self.pending
         try:
             yield
         except BaseException:
             del self._later[deferred:]
+            del self.finished[finished:]
+            self.pending = pending
             self.cursor.execute("ROLLBACK TO SAVEPOINT lensforge_op")
             self.cursor.execute("RELEASE SAVEPOINT lensforge_op")
             raise

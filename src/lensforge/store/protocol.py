@@ -11,7 +11,8 @@ Semantics every implementation keeps:
   and changes nothing;
 - ``create`` with an idempotency key returns the owner's existing job for the same request
   hash, and raises Conflict for another;
-- ``claim`` moves the oldest due PENDING jobs to RUNNING, counts an attempt and leases them;
+- ``claim`` moves due PENDING jobs to RUNNING (fairly across owners, oldest first within
+  one), counts an attempt and leases them;
 - JSON values (inputs, results, errors) come back as they went in, number types included;
 - a checkpoint (resume state + new frame items) is stored whole or not at all, only while
   the job is RUNNING (and leased to the writer when fenced); items are numbered from 0.
@@ -20,9 +21,10 @@ Semantics every implementation keeps:
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from lensforge.store.notices import Notice
 from lensforge.store.records import Checkpoint, Event, FrameItem, JobRecord, NewJob
 from lensforge.store.tables import Status
 
@@ -78,14 +80,32 @@ class JobStoreProtocol(Protocol):
         artifacts: Sequence[str] = (),
         claim_next: int = 0,
         lease_s: float = 30.0,
+        per_owner: int = 0,
     ) -> tuple[JobRecord, list[JobRecord]]:
         """Transition ``job`` from its status (as known), let its owner read ``artifacts``,
-        and claim up to ``claim_next`` more jobs for ``worker``, all at once."""
+        and claim up to ``claim_next`` more jobs for ``worker`` (as :meth:`claim`), all at
+        once."""
         ...
 
     async def claim(
-        self, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
-    ) -> list[JobRecord]: ...
+        self,
+        worker: str,
+        lease_s: float,
+        limit: int,
+        job_ids: Sequence[str] = (),
+        *,
+        per_owner: int = 0,
+    ) -> list[JobRecord]:
+        """Move up to ``limit`` due PENDING jobs (of ``job_ids`` if given) to RUNNING, fairly:
+        an owner's k-th pending job ranks (its RUNNING jobs) + k, lowest rank first, then
+        oldest; with ``per_owner`` > 0, no owner gets more than that many RUNNING."""
+        ...
+
+    def listen(self, deliver: Callable[[Notice], None]) -> bool:
+        """Have ``deliver`` called (on the running event loop) with each notice of jobs that
+        ended or became PENDING in any process; False when this store sends none (then
+        callers poll)."""
+        ...
 
     async def renew_leases(self, lease_owner: str, job_ids: Sequence[str], lease_s: float) -> int:
         """Extend the leases ``lease_owner`` still holds on RUNNING jobs; how many."""

@@ -8,6 +8,8 @@ What makes it fast stays inside, each in one place:
   dialect, run on the driver's cursor;
 - **the narrow read-back** (:mod:`~lensforge.store.readback`) when a transition's caller
   knows the job;
+- **notices** (:mod:`~lensforge.store.notices`, PostgreSQL): one listening connection tells
+  this server when jobs end or wait elsewhere, instead of polling the table;
 - **claiming with creation or finishing** (``create(claim_for=...)``,
   ``finish(claim_next=...)``): one transaction instead of two;
 - **reads**: on a small thread pool; on SQLite a job by id on the writer's own connection,
@@ -32,6 +34,7 @@ from lensforge.store import checkpoints, reads, writes
 from lensforge.store.database import Database
 from lensforge.store.dbapi import Tx
 from lensforge.store.engine import StoreBusy
+from lensforge.store.notices import Notice, NoticeListener
 from lensforge.store.records import Checkpoint, Event, FrameItem, JobRecord, NewJob
 from lensforge.store.tables import Status
 from lensforge.store.writer import StoreWriter
@@ -56,6 +59,7 @@ class JobStore:
             2 if self.is_sqlite else 8, thread_name_prefix="lensforge-db"
         )
         self._writer = StoreWriter(self._db)
+        self._listener: NoticeListener | None = None
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic)."""
@@ -70,6 +74,9 @@ class JobStore:
             await self._writer.start()
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await asyncio.get_running_loop().run_in_executor(None, listener.stop)
         await self._writer.stop()
         self._writer = StoreWriter(self._db)  # ready to start again
 
@@ -148,6 +155,7 @@ class JobStore:
         artifacts: Sequence[str] = (),
         claim_next: int = 0,
         lease_s: float = 30.0,
+        per_owner: int = 0,
     ) -> tuple[JobRecord, list[JobRecord]]:
         return await self._write(
             partial(
@@ -161,15 +169,39 @@ class JobStore:
                 artifacts=artifacts,
                 claim_next=claim_next,
                 lease_s=lease_s,
+                per_owner=per_owner,
             )
         )
 
     async def claim(
-        self, worker: str, lease_s: float, limit: int, job_ids: Sequence[str] = ()
+        self,
+        worker: str,
+        lease_s: float,
+        limit: int,
+        job_ids: Sequence[str] = (),
+        *,
+        per_owner: int = 0,
     ) -> list[JobRecord]:
         return await self._write(
-            partial(writes.claim, worker=worker, lease_s=lease_s, limit=limit, job_ids=job_ids)
+            partial(
+                writes.claim,
+                worker=worker,
+                lease_s=lease_s,
+                limit=limit,
+                job_ids=job_ids,
+                per_owner=per_owner,
+            )
         )
+
+    def listen(self, deliver: Callable[[Notice], None]) -> bool:
+        """On PostgreSQL, call ``deliver`` on this event loop for every job notice any
+        server's transactions send (see :mod:`~lensforge.store.notices`); False on SQLite."""
+        if self.is_sqlite:
+            return False
+        if self._listener is None:
+            self._listener = NoticeListener(self.url, asyncio.get_running_loop(), deliver)
+            self._listener.start()
+        return True
 
     async def renew_leases(self, lease_owner: str, job_ids: Sequence[str], lease_s: float) -> int:
         if not job_ids:
