@@ -46,6 +46,22 @@ def store_failed(exc: BaseException) -> StoreError:
     return StoreError("The job store failed; the server log has the details. Try again shortly.")
 
 
+def postgres_timeouts(connect_timeout_s: float, statement_timeout_s: float) -> dict[str, Any]:
+    """libpq options that keep a hung or unreachable PostgreSQL from holding a caller:
+    a connect timeout, a server-side statement timeout, and TCP keepalives plus a TCP user
+    timeout for a server that stops answering on an open connection (SIGSTOP, a dead host)."""
+    user_timeout_ms = int((connect_timeout_s + statement_timeout_s) * 1000)
+    return {
+        "connect_timeout": max(1, round(connect_timeout_s)),
+        "options": f"-c statement_timeout={int(statement_timeout_s * 1000)}",
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": user_timeout_ms,
+    }
+
+
 def redact_url(url: str) -> str:
     """A database URL without its password, for messages."""
     if "@" not in url or "://" not in url:
