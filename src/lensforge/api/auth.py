@@ -11,7 +11,7 @@ as soon as an API key has been created (revoking every key does not turn it off 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Final
 
@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lensforge.api.responses import error_response
-from lensforge.errors import Forbidden, LensForgeError, RateLimited, Unauthorized
+from lensforge.errors import Forbidden, LensForgeError, RateLimited, StoreError, Unauthorized
 from lensforge.security.keys import LOCAL_USER, Caller, key_id
 from lensforge.wiring import Services
 
@@ -156,12 +156,25 @@ class AuthMiddleware:
             if services.keys.passes_from_cache(presented_key(headers), required):
                 caller = check()
             else:
-                caller = await anyio.to_thread.run_sync(check, limiter=self._limiter)
+                caller = await self._off_the_loop(check, services.keys.lookup_timeout_s)
         except LensForgeError as exc:
             await error_response(exc, exc.headers or None)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
+
+    async def _off_the_loop(self, check: Callable[[], Caller], timeout_s: float) -> Caller:
+        """``check`` on a thread; a database that does not answer within ``timeout_s`` (a
+        frozen server answers no timeout of its own) is unavailable: 503."""
+        try:
+            with anyio.fail_after(timeout_s):
+                return await anyio.to_thread.run_sync(
+                    check, abandon_on_cancel=True, limiter=self._limiter
+                )
+        except TimeoutError:
+            raise StoreError(
+                "API keys cannot be checked: the job store does not answer. Try again shortly."
+            ) from None
 
     def _required(self, scope: Scope) -> tuple[str, str] | None:
         """The scope the request's route declared (admin if none) and its template."""

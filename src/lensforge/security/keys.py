@@ -94,9 +94,12 @@ def parse_scopes(text: str | list[str]) -> tuple[str, ...]:
 class KeyStore:
     """API keys in the store's database."""
 
-    def __init__(self, engine: Engine, *, cache_s: float = _CACHE_S) -> None:
+    def __init__(
+        self, engine: Engine, *, cache_s: float = _CACHE_S, lookup_timeout_s: float = 8.0
+    ) -> None:
         self.engine = engine
         self.cache_s = cache_s  # a revocation takes effect within this time
+        self.lookup_timeout_s = lookup_timeout_s  # then the request is answered 503
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
         self._enabled: tuple[float, bool] = (0.0, False)
