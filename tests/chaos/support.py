@@ -122,11 +122,13 @@ class Server:
 
 @dataclass
 class Load:
-    """Submits jobs from a thread until stopped; records every status and every job id."""
+    """Submits jobs from a thread until stopped, one per ``interval_s`` at most (a bounded
+    rate the server's workers keep up with); records every status and every job id."""
 
     url: str
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    interval_s: float = 0.05
     statuses: Counter[int] = field(default_factory=Counter)
     job_ids: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -153,8 +155,7 @@ class Load:
                 self.statuses[response.status_code] += 1
                 if response.status_code in (200, 201, 202):
                     self.job_ids.append(response.json()["job_id"])
-                elif response.status_code == 503:
-                    time.sleep(0.1)
+                time.sleep(self.interval_s)
 
 
 def probe(url: str, path: str = "/healthz", timeout_s: float = 2.0) -> tuple[int, float]:
