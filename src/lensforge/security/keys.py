@@ -6,24 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
-from lensforge.errors import StoreError, ValidationError
+from lensforge.errors import ValidationError
+from lensforge.store.engine import database_errors
 from lensforge.store.tables import api_keys
 
 SCOPES = ("analyze", "read", "admin")
 _CACHE_S = 2.0  # how long a key lookup (or "auth is on") is trusted; revocation lag
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,7 +145,7 @@ class KeyStore:
         checked_at, on = self._enabled
         if on or time.monotonic() - checked_at < self.cache_s:
             return on
-        with _store_errors(), self.engine.connect() as conn:
+        with database_errors("Checking API keys"), self.engine.connect() as conn:
             count = conn.execute(select(func.count()).select_from(api_keys)).scalar_one()
         self._enabled = (time.monotonic(), count > 0)
         return count > 0
@@ -192,22 +188,10 @@ class KeyStore:
             cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self.cache_s:
             return cached[1]
-        with _store_errors(), self.engine.connect() as conn:
+        with database_errors("Checking API keys"), self.engine.connect() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[key_id] = (now, row)
         return row
-
-
-@contextmanager
-def _store_errors() -> Iterator[None]:
-    """A database error while checking a key is the store being unavailable (503)."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        log.error("API key lookup failed: %s", exc, extra={"event": "store_failed"})
-        raise StoreError(
-            "API keys cannot be checked: the job store is unavailable. Try again shortly."
-        ) from exc

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import SQLAlchemyError
 
 from lensforge.errors import StoreError
 
@@ -60,6 +63,20 @@ def postgres_timeouts(connect_timeout_s: float, statement_timeout_s: float) -> d
         "keepalives_count": 3,
         "tcp_user_timeout": user_timeout_ms,
     }
+
+
+@contextmanager
+def database_errors(what: str) -> Iterator[None]:
+    """Any database error inside becomes a StoreError (503 with Retry-After) saying that
+    ``what`` failed; the driver's message, which may quote SQL, goes to the log only. For
+    code outside the store that uses its engine (API keys, the audit trail)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        log.error("%s failed: %s", what, exc, extra={"event": "store_failed"})
+        raise StoreError(
+            f"{what} failed: the job store is unavailable. Try again shortly."
+        ) from exc
 
 
 def redact_url(url: str) -> str:
