@@ -5,7 +5,7 @@ The public surface for plugin authors and embedders is re-exported here.
 
 from typing import TYPE_CHECKING, Any
 
-from lensforge.errors import LensForgeError
+from lensforge.errors import LensForgeError, ToolError
 from lensforge.media import Image
 from lensforge.plugin import Plugin, ToolContext, schema_tool, tool
 from lensforge.results import Box, Detection, ImageArtifact, Point, Polygon, TextSpan
@@ -28,6 +28,7 @@ __all__ = [
     "Polygon",
     "TextSpan",
     "ToolContext",
+    "ToolError",
     "__version__",
     "schema_tool",
     "tool",

@@ -157,6 +157,22 @@ class PluginError(LensForgeError):
     default_message = "The tool failed while running; the job's error details say how."
 
 
+class ToolError(Exception):
+    """Raised by a tool to tell its caller what went wrong, in the tool's own words.
+
+    Any other exception a tool raises reaches callers as ``plugin_error`` with only its type
+    (its text may hold paths or secrets; it stays in the job's record and the log). A
+    ``ToolError``'s message is shown to callers as it is, so write it for them::
+
+        raise ToolError("The image holds no page; photograph the whole sheet.")
+    """
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
 class Timeout(LensForgeError):
     code = "timeout"
     status = 504
@@ -248,6 +264,11 @@ class StoreError(LensForgeError):
     status = 503
     retryable = True
     default_message = "The job store could not be reached; try again shortly."
+    retry_after_s: ClassVar[int] = 2
+
+    def __init__(self, message: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.headers = {"Retry-After": str(self.retry_after_s)}
 
 
 class InternalError(LensForgeError):

@@ -194,6 +194,39 @@ class Settings(BaseSettings):
         1_000_000, ge=1, description="Longest string allowed in tool inputs (images excepted)."
     )
 
+    # -- hardening: what a sick database or a hostile caller may cost (docs/security.md) ----
+    max_input_keys: int = Field(
+        1_000,
+        ge=1,
+        description="Most keys allowed in a request's inputs, all objects together; more is "
+        "refused before any per-field validation.",
+    )
+    max_result_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest JSON result a tool may return inline; larger results fail with "
+        "plugin_error (return images as ImageArtifact, stored in the blob store).",
+    )
+    store_connect_timeout_s: float = Field(
+        5.0, gt=0, description="PostgreSQL: give up connecting after this long (503)."
+    )
+    store_statement_timeout_s: float = Field(
+        30.0, gt=0, description="PostgreSQL: cancel any statement running longer than this."
+    )
+    store_busy_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="SQLite: how long a writer waits for another's write lock before the "
+        "request is answered 503 with Retry-After.",
+    )
+    key_cache_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How long a verified API key is trusted without asking the database; "
+        "a revocation takes effect within this time.",
+    )
+
     # -- ForgeSyte compatibility (lensforge.forgesyte, lensforge.api.compat.forgesyte) -------
     forgesyte_plugins: bool = Field(
         True, description="Discover ForgeSyte plugins (the 'forgesyte.plugins' entry points)."

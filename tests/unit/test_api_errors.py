@@ -442,14 +442,21 @@ def test_result_of_a_cancelled_job(client: TestClient) -> None:
 
 
 def test_a_tool_that_raises(client: TestClient) -> None:
-    response = analyze(client, "testing", "fail", message="kaboom")
+    # The exception's text (it may hold paths or secrets) stays in the job's record and the
+    # log; callers get its type (issue 15, item 13).
+    response = analyze(client, "testing", "fail", message="kaboom /srv/secret-token")
     error = assert_error(response, 502, "plugin_error")
-    assert "kaboom" in error["message"]
+    assert "kaboom" not in error["message"] and "/srv" not in error["message"]
+    assert "RuntimeError" in error["message"]
+    assert error["details"] == {"exception": "RuntimeError"}
     assert (error["plugin"], error["tool"]) == ("testing", "fail")
     job_id = error["job_id"]
     job = client.get(f"/v1/jobs/{job_id}")
     assert job.json()["status"] == "FAILED"
     assert job.json()["error"]["code"] == "plugin_error"
+    assert "kaboom" not in job.json()["error"]["message"]
+    record = client.portal.call(client.app.state.services.store.get, job_id)  # type: ignore[attr-defined]
+    assert record is not None and "kaboom /srv/secret-token" in (record.traceback or "")
     for url in (
         f"/v1/jobs/{job_id}",
         f"/v1/jobs/{job_id}/result",

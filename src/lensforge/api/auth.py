@@ -11,15 +11,18 @@ as soon as an API key has been created (revoking every key does not turn it off 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, Final
 
+import anyio
+import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lensforge.api.responses import error_response
-from lensforge.errors import Forbidden, LensForgeError, RateLimited, Unauthorized
+from lensforge.errors import Forbidden, LensForgeError, RateLimited, StoreError, Unauthorized
 from lensforge.security.keys import LOCAL_USER, Caller, key_id
 from lensforge.wiring import Services
 
@@ -132,28 +135,46 @@ class AuthMiddleware:
         self.app = app
         # (method, path) -> (scope, template) for paths that are their own template: no scan
         self._static: dict[tuple[str, str], tuple[str, str]] = {}
+        self._limiter = anyio.CapacityLimiter(16)  # key lookups waiting on the database
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         services: Services = scope["app"].state.services
-        if not services.keys.enabled():  # no key was ever created: every caller is local
+        found = self._required(scope)
+        if found is None or found[0] == PUBLIC:  # 404 from the router, or a public route
             scope.setdefault("state", {})["caller"] = LOCAL_USER
             await self.app(scope, receive, send)
             return
-        found = self._required(scope)
-        if found is None:  # no such route: the router answers 404
-            await self.app(scope, receive, send)
-            return
         required, template = found
+        headers = Headers(scope=scope)
+        check = partial(authorize, services, required, scope["method"], template, headers)
         try:
-            caller = authorize(services, required, scope["method"], template, Headers(scope=scope))
+            # A request the key cache lets through is checked here; any other (a lookup, an
+            # audit row) on a thread, so a slow or hung database never blocks the event loop.
+            if services.keys.passes_from_cache(presented_key(headers), required):
+                caller = check()
+            else:
+                caller = await self._off_the_loop(check, services.keys.lookup_timeout_s)
         except LensForgeError as exc:
             await error_response(exc, exc.headers or None)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
+
+    async def _off_the_loop(self, check: Callable[[], Caller], timeout_s: float) -> Caller:
+        """``check`` on a thread; a database that does not answer within ``timeout_s`` (a
+        frozen server answers no timeout of its own) is unavailable: 503."""
+        try:
+            with anyio.fail_after(timeout_s):
+                return await anyio.to_thread.run_sync(
+                    check, abandon_on_cancel=True, limiter=self._limiter
+                )
+        except TimeoutError:
+            raise StoreError(
+                "API keys cannot be checked: the job store does not answer. Try again shortly."
+            ) from None
 
     def _required(self, scope: Scope) -> tuple[str, str] | None:
         """The scope the request's route declared (admin if none) and its template."""

@@ -22,7 +22,8 @@ class FastJSONResponse(JSONResponse):
 def error_response(exc: LensForgeError, headers: dict[str, str] | None = None) -> FastJSONResponse:
     """The envelope of ``exc``, with the id of the request being served (X-Request-ID)."""
     exc.request_id = exc.request_id or current_request_id()
-    return FastJSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
+    merged = {**exc.headers, **headers} if headers else exc.headers or None
+    return FastJSONResponse(exc.envelope(), status_code=exc.status, headers=merged)
 
 
 def result_response(job: JobRecord) -> FastJSONResponse:

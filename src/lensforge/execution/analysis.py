@@ -286,16 +286,24 @@ class AnalysisExecutionService:
             raise
         return value  # missing or malformed: the schema check says what is wrong
 
+    max_input_keys = 1_000  # LENSFORGE_MAX_INPUT_KEYS (wiring sets it from the settings)
+
     def _check_shape(self, spec: ToolSpec, inputs: dict[str, Any]) -> None:
-        """Refuse hostile shapes (deep nesting, huge strings) before any schema work."""
+        """Refuse hostile shapes (too many keys, deep nesting, huge strings) before any
+        schema work, so a hostile request costs one walk and one short error."""
+        keys = 0
 
         def walk(value: Any, depth: int, path: str) -> None:
+            nonlocal keys
             if depth > self.max_input_depth:
                 raise ValidationError(
                     f"Inputs nest deeper than {self.max_input_depth} levels (at {path}).",
                     details={"field": path, "max_depth": self.max_input_depth},
                 )
             if isinstance(value, dict):
+                keys += len(value)
+                if keys > self.max_input_keys:
+                    raise too_many_keys()
                 for key, item in value.items():
                     if len(key) > self.max_input_string:
                         raise ValidationError(
@@ -313,6 +321,15 @@ class AnalysisExecutionService:
                     details={"field": path, "max_length": self.max_input_string},
                 )
 
+        def too_many_keys() -> ValidationError:
+            return ValidationError(
+                f"Inputs hold more than {self.max_input_keys} keys; send fewer fields.",
+                details={"max_keys": self.max_input_keys},
+            )
+
+        keys = len(inputs)
+        if keys > self.max_input_keys:
+            raise too_many_keys()
         for name, value in inputs.items():
             if name not in spec.media_fields:
                 walk(value, 1, name)

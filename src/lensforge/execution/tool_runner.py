@@ -25,6 +25,7 @@ from lensforge.errors import (
     LensForgeError,
     PluginError,
     ResourceExhausted,
+    ToolError,
 )
 from lensforge.logs import job_context
 from lensforge.media import Image, MediaLimits, MediaRef, Video
@@ -34,6 +35,7 @@ from lensforge.results import iter_artifacts
 from lensforge.tools import ToolSpec
 
 log = logging.getLogger(__name__)
+MAX_RESULT_BYTES = 8 * 1024 * 1024  # LENSFORGE_MAX_RESULT_BYTES's default
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,18 @@ class Outcome:
 class ToolRunner:
     """Runs tool calls against the plugins of one registry, in the current process."""
 
-    def __init__(self, registry: Registry, blobs: Blobs, limits: MediaLimits) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        blobs: Blobs,
+        limits: MediaLimits,
+        *,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+    ) -> None:
         self.registry = registry
         self.blobs = blobs
         self.limits = limits
+        self.max_result_bytes = max_result_bytes
 
     def run(self, call: ToolCall, ctx: ToolContext | None = None) -> Outcome:
         """Run one call; every line logged meanwhile (``ctx.logger`` too) carries its job."""
@@ -137,7 +147,7 @@ class ToolRunner:
             for artifact in artifacts:
                 if artifact.data is not None:
                     self.blobs.put(artifact.data)
-            outcome.result = self._check_storable(spec.dump_output(raw))
+            outcome.result = self._check_storable(spec.dump_output(raw), self.max_result_bytes)
             outcome.artifacts = [parse_digest(artifact.blob) for artifact in artifacts]
         except LensForgeError as exc:
             outcome.error = exc.bind(
@@ -153,20 +163,34 @@ class ToolRunner:
                 job_id=call.job_id,
             ).envelope()
             outcome.traceback = traceback.format_exc()
-        except Exception as exc:
+        except ToolError as exc:  # the plugin wrote this message for callers
             outcome.error = PluginError(
-                f"The tool raised {type(exc).__name__}: {str(exc)[:500]}",
-                details={"exception": type(exc).__name__},
+                exc.message[:2000],
+                details={**exc.details, "exception": "ToolError"},
+                plugin=call.plugin,
+                tool=call.tool,
+                job_id=call.job_id,
+            ).envelope()
+            outcome.traceback = traceback.format_exc()
+        except Exception as exc:
+            # The exception's text may hold paths or secrets: callers get its type only; the
+            # job's internal record (its traceback) and the log keep the text.
+            name = type(exc).__name__
+            outcome.error = PluginError(
+                f"The tool raised {name}; the job's record and the server log have the "
+                "details (raise lensforge.ToolError to give callers a message).",
+                details={"exception": name},
                 plugin=call.plugin,
                 tool=call.tool,
                 job_id=call.job_id,
             ).envelope()
             outcome.traceback = traceback.format_exc()
             log.warning(
-                "tool %s.%s raised %s",
+                "tool %s.%s raised %s: %s",
                 call.plugin,
                 call.tool,
-                type(exc).__name__,
+                name,
+                str(exc)[:2000],
                 extra={"event": "tool_raised", "job_id": call.job_id},
             )
         finally:
@@ -205,15 +229,23 @@ class ToolRunner:
         return self.run(call, ctx)
 
     @staticmethod
-    def _check_storable(result: Any) -> Any:
-        """Results are stored and served as JSON: refuse what JSON tools cannot carry."""
+    def _check_storable(result: Any, max_bytes: int) -> Any:
+        """Results are stored and served as JSON, inline in the job's row: refuse what JSON
+        cannot carry, and results over ``max_bytes`` (LENSFORGE_MAX_RESULT_BYTES)."""
         try:
-            orjson.dumps(result)
+            size = len(orjson.dumps(result))
         except TypeError as exc:  # e.g. an integer beyond 64 bits, a non-string key
             raise PluginError(
                 f"The tool's result cannot be stored as JSON: {exc}",
                 details={"violation": str(exc)},
             ) from None
+        if size > max_bytes:
+            raise PluginError(
+                f"The tool's result is {size} bytes of JSON, over the {max_bytes}-byte cap on "
+                "inline results: return images as ImageArtifact (stored in the blob store) "
+                "and keep the JSON small.",
+                details={"result_bytes": size, "max_result_bytes": max_bytes},
+            )
         return result
 
 

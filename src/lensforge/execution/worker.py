@@ -98,7 +98,12 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
     registry.initialize()
     gc.freeze()  # models and modules loaded by setup() live as long as the worker
     _limit_memory(config.settings.worker_memory_mb)
-    runner = ToolRunner(registry, config.settings.open_blobs(), config.limits)
+    runner = ToolRunner(
+        registry,
+        config.settings.open_blobs(),
+        config.limits,
+        max_result_bytes=config.settings.max_result_bytes,
+    )
     states = {r.name: (r.state.value, r.reason) for r in registry.records()}
     try:
         channel.send([("ready", os.getpid(), states)])

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 
 from lensforge.errors import utc_timestamp
+from lensforge.store.engine import database_errors
 from lensforge.store.tables import audit_events
 
 log = logging.getLogger("lensforge.audit")
@@ -24,7 +25,7 @@ class AuditLog:
 
     def record(self, event: str, key_id: str | None = None, **detail: Any) -> None:
         log.info("%s key=%s %s", event, key_id, detail, extra={"event": event, "key_id": key_id})
-        with self.engine.begin() as conn:
+        with database_errors("Recording an audit event"), self.engine.begin() as conn:
             conn.execute(
                 insert(audit_events).values(
                     at=time.time(), event=event, key_id=key_id, detail=detail
@@ -39,7 +40,7 @@ class AuditLog:
             query = query.where(audit_events.c.event == event)
         if before is not None:
             query = query.where(audit_events.c.id < before)
-        with self.engine.connect() as conn:
+        with database_errors("Reading the audit trail"), self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
             {

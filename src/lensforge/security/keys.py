@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 
 from lensforge.errors import ValidationError
+from lensforge.store.engine import database_errors
 from lensforge.store.tables import api_keys
 
 SCOPES = ("analyze", "read", "admin")
@@ -89,8 +90,12 @@ def parse_scopes(text: str | list[str]) -> tuple[str, ...]:
 class KeyStore:
     """API keys in the store's database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, cache_s: float = _CACHE_S, lookup_timeout_s: float = 8.0
+    ) -> None:
         self.engine = engine
+        self.cache_s = cache_s  # a revocation takes effect within this time
+        self.lookup_timeout_s = lookup_timeout_s  # then the request is answered 503
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
         self._enabled: tuple[float, bool] = (0.0, False)
@@ -138,12 +143,30 @@ class KeyStore:
         """Auth is on once any key has been created; revoking them all keeps it on (a server
         must not fall open because its last key was revoked)."""
         checked_at, on = self._enabled
-        if on or time.monotonic() - checked_at < _CACHE_S:
+        if on or time.monotonic() - checked_at < self.cache_s:
             return on
-        with self.engine.connect() as conn:
+        with database_errors("Checking API keys"), self.engine.connect() as conn:
             count = conn.execute(select(func.count()).select_from(api_keys)).scalar_one()
         self._enabled = (time.monotonic(), count > 0)
         return count > 0
+
+    def passes_from_cache(self, presented: str | None, scope: str) -> bool:
+        """Whether a request with key ``presented`` needing ``scope`` is let through without
+        touching the database (no lookup, no audit row): auth is off, or the key is cached,
+        valid and allows a non-admin ``scope``. Otherwise the check belongs on a thread."""
+        checked_at, on = self._enabled
+        now = time.monotonic()
+        if not on:
+            return now - checked_at < self.cache_s
+        found = key_id(presented) if presented else None
+        if found is None or scope == "admin":
+            return False
+        with self._lock:
+            cached = self._cache.get(found)
+        if cached is None or now - cached[0] >= self.cache_s:
+            return False
+        caller = self.verify(presented or "")
+        return caller is not None and caller.allows(scope)
 
     def verify(self, presented: str) -> Caller | None:
         """The caller a presented key belongs to, or None (unknown, malformed or revoked)."""
@@ -163,9 +186,9 @@ class KeyStore:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < _CACHE_S:
+        if cached is not None and now - cached[0] < self.cache_s:
             return cached[1]
-        with self.engine.connect() as conn:
+        with database_errors("Checking API keys"), self.engine.connect() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
         with self._lock:
             if len(self._cache) > 10_000:

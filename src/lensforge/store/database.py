@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from lensforge.errors import StoreError
 from lensforge.store.dbapi import StatementCache, Tx, json_dumps, json_loads
-from lensforge.store.engine import StoreBusy, configure_sqlite, is_busy, redact_url, store_failed
+from lensforge.store.engine import (
+    StoreBusy,
+    configure_sqlite,
+    is_busy,
+    postgres_timeouts,
+    redact_url,
+    store_failed,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x4C46_4D49  # PostgreSQL advisory lock key held while migrating ("LFMI")
@@ -30,7 +37,17 @@ Op = Callable[[Tx], Any]
 class Database:
     """One database (SQLite or PostgreSQL) and its pool; thread-safe."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        statement_timeout_s: float = 30.0,
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        """``connect_timeout_s`` and ``statement_timeout_s`` bound PostgreSQL (a hung server
+        costs a request that long, then 503); ``busy_timeout_s`` bounds how long a SQLite
+        writer waits for another's write lock (then 503 with Retry-After)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         options: dict[str, Any] = {
@@ -38,7 +55,7 @@ class Database:
             "json_deserializer": json_loads,
         }
         if self.is_sqlite:
-            options["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            options["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_s}
             path = url.split("///", 1)[1] if "///" in url else ""
             if path in ("", ":memory:"):
                 options["poolclass"] = StaticPool
@@ -47,6 +64,8 @@ class Database:
         else:
             options["pool_pre_ping"] = True
             options["pool_size"] = 10
+            options["pool_timeout"] = connect_timeout_s
+            options["connect_args"] = postgres_timeouts(connect_timeout_s, statement_timeout_s)
         try:
             self.engine: Engine = create_engine(url, **options)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
@@ -95,7 +114,26 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execution_options(lensforge_read=True)
                 yield conn
-        except OperationalError as exc:
+        except SQLAlchemyError as exc:  # every database error, not only "operational" ones
+            raise store_failed(exc) from exc
+
+    @contextmanager
+    def raw_read(self, raw: Any = None) -> Iterator[Any]:
+        """A DBAPI connection for reads (the caller's ``raw``, or one from the pool, returned
+        after a commit); any driver error becomes a StoreError."""
+        dbapi: Any = self.engine.dialect.dbapi
+        own = raw is None
+        try:
+            if own:
+                raw = self.connect()
+            try:
+                yield raw
+                if own:
+                    raw.commit()
+            finally:
+                if own:
+                    raw.close()
+        except dbapi.Error as exc:
             raise store_failed(exc) from exc
 
     def tx_on(self, raw: Any) -> Tx:

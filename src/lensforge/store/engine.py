@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import SQLAlchemyError
 
 from lensforge.errors import StoreError
 
@@ -44,6 +47,36 @@ def store_failed(exc: BaseException) -> StoreError:
     """A StoreError for callers; the database's own message (it may quote SQL) goes to the log."""
     log.error("job store failure: %s", exc, extra={"event": "store_failed"})
     return StoreError("The job store failed; the server log has the details. Try again shortly.")
+
+
+def postgres_timeouts(connect_timeout_s: float, statement_timeout_s: float) -> dict[str, Any]:
+    """libpq options that keep a hung or unreachable PostgreSQL from holding a caller:
+    a connect timeout, a server-side statement timeout, and TCP keepalives plus a TCP user
+    timeout for a server that stops answering on an open connection (SIGSTOP, a dead host)."""
+    user_timeout_ms = int((connect_timeout_s + statement_timeout_s) * 1000)
+    return {
+        "connect_timeout": max(1, round(connect_timeout_s)),
+        "options": f"-c statement_timeout={int(statement_timeout_s * 1000)}",
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": user_timeout_ms,
+    }
+
+
+@contextmanager
+def database_errors(what: str) -> Iterator[None]:
+    """Any database error inside becomes a StoreError (503 with Retry-After) saying that
+    ``what`` failed; the driver's message, which may quote SQL, goes to the log only. For
+    code outside the store that uses its engine (API keys, the audit trail)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        log.error("%s failed: %s", what, exc, extra={"event": "store_failed"})
+        raise StoreError(
+            f"{what} failed: the job store is unavailable. Try again shortly."
+        ) from exc
 
 
 def redact_url(url: str) -> str:

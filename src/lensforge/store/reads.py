@@ -18,16 +18,8 @@ _SELECT_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
 def get(db: Database, job_id: str, raw: Any = None) -> JobRecord | None:
     """One job by id; on the caller's DBAPI connection ``raw`` if given (not in a
     transaction of its own there: it reads what is committed)."""
-    own = raw is None
-    if own:
-        raw = db.connect()
-    try:
-        rows = db.tx_on(raw).records(_SELECT_JOB, {"job_id": job_id})
-        if own:
-            raw.commit()
-    finally:
-        if own:
-            raw.close()
+    with db.raw_read(raw) as conn:
+        rows = db.tx_on(conn).records(_SELECT_JOB, {"job_id": job_id})
     return rows[0] if rows else None
 
 

@@ -4,7 +4,9 @@ Each worker loads the enabled plugins once and runs calls one at a time. The sup
 enforces what a worker cannot enforce on itself: a call past its time limit, or a cancelled
 call that ignores ``ctx.cancelled`` for longer than the grace period, costs the worker a
 SIGKILL; a worker that dies (segfault, ``os._exit``, OOM kill) costs only its current call
-(``worker_lost``). Either way a fresh worker replaces it and the server carries on.
+(``worker_lost``). Either way a fresh worker replaces it and the server carries on. Each
+worker leads its own process group, and every kill (time limit, cancel, shutdown, death)
+goes to the whole group, so processes a tool started never outlive their worker.
 
 **Pipelining.** While every worker is busy, a worker may be handed its next calls before it
 finishes the current one, as long as what it holds adds up to less than
@@ -186,6 +188,8 @@ class LocalExecutor:
                 pass_fds=child_fds,
                 env=env,
                 stdin=subprocess.DEVNULL,
+                # Its own process group: a kill reaches whatever the tool started too.
+                start_new_session=True,
             )
         finally:
             for fd in child_fds:
@@ -193,7 +197,7 @@ class LocalExecutor:
         try:
             ready = await asyncio.to_thread(self._handshake, calls, process)
         except BaseException:  # cancelled (shutdown) or failed: leave no process behind
-            process.kill()
+            _kill_group(process.pid)
             await asyncio.to_thread(process.wait)
             calls.close()
             cancels.close()
@@ -276,6 +280,7 @@ class LocalExecutor:
         worker.cancels.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=1)
+        _kill_group(worker.process.pid)  # what its tool started dies with it
         self._workers.discard(worker)
         calls, worker.calls, worker.outbox = list(worker.calls), deque(), []
         if calls and not calls[0].future.done():
@@ -305,8 +310,7 @@ class LocalExecutor:
     def _kill(self, worker: _Worker) -> None:
         worker.retired = True
         if worker.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, signal.SIGKILL)
+            _kill_group(worker.process.pid)
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -400,6 +404,13 @@ class LocalExecutor:
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=1)
         handed.settle(_error(Cancelled("Cancelled; the tool did not stop in time."), handed.call))
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL a worker's process group: the worker and every process its tools started
+    (unless one left the group on purpose, with setsid)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _error(exc: LensForgeError, call: ToolCall) -> Outcome:
