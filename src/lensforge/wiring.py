@@ -67,12 +67,17 @@ def build_services(
     """The store (migrated), blobs, registry, executor and the three services."""
     # In-process executors: plugins read the data directory from the environment too.
     os.environ.setdefault("LENSFORGE_DATA_DIR", str(settings.data_dir))
-    store = JobStore(settings.database_url)
+    store = JobStore(
+        settings.database_url,
+        connect_timeout_s=settings.store_connect_timeout_s,
+        statement_timeout_s=settings.store_statement_timeout_s,
+        busy_timeout_s=settings.store_busy_timeout_s,
+    )
     store.migrate()
     blobs = settings.open_blobs()
     registry = build_registry(settings, extra_plugins)
     limits = MediaLimits(settings.max_image_bytes, settings.max_image_pixels, settings.video_limits)
-    runner = ToolRunner(registry, blobs, limits)
+    runner = ToolRunner(registry, blobs, limits, max_result_bytes=settings.max_result_bytes)
     kind = executor or settings.executor
     chosen: Executor
     if kind == "inline":
@@ -122,6 +127,7 @@ def build_services(
         default_timeout_s=settings.default_timeout_s,
         max_input_depth=settings.max_input_depth,
         max_input_string=settings.max_input_string,
+        max_input_keys=settings.max_input_keys,
     )
     return Services(
         settings,
@@ -130,7 +136,7 @@ def build_services(
         registry,
         jobs,
         analysis,
-        keys=KeyStore(store.engine),
+        keys=KeyStore(store.engine, cache_s=settings.key_cache_s),
         audit=AuditLog(store.engine),
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
     )

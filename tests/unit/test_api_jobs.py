@@ -98,7 +98,7 @@ def test_failed_job_view_carries_its_error(client: TestClient) -> None:
     assert set(job) == JOB_FIELDS | {"error"}
     assert job["error"]["code"] == "plugin_error"
     assert job["error"]["job_id"] == job_id
-    assert "nope" in job["error"]["message"]
+    assert "RuntimeError" in job["error"]["message"]
 
 
 def test_events_show_the_state_machine(client: TestClient) -> None:

@@ -59,9 +59,11 @@ class AnalysisExecutionService:
         default_timeout_s: float | None = None,
         max_input_depth: int = 32,
         max_input_string: int = 1_000_000,
+        max_input_keys: int = 1_000,
     ) -> None:
         self.max_input_depth = max_input_depth
         self.max_input_string = max_input_string
+        self.max_input_keys = max_input_keys
         self.registry = registry
         self.jobs = jobs
         self.blobs = blobs
@@ -285,8 +287,6 @@ class AnalysisExecutionService:
             exc.details.setdefault("field", name)
             raise
         return value  # missing or malformed: the schema check says what is wrong
-
-    max_input_keys = 1_000  # LENSFORGE_MAX_INPUT_KEYS (wiring sets it from the settings)
 
     def _check_shape(self, spec: ToolSpec, inputs: dict[str, Any]) -> None:
         """Refuse hostile shapes (too many keys, deep nesting, huge strings) before any

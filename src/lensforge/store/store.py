@@ -50,8 +50,22 @@ class JobStore:
     run one transaction each before that.
     """
 
-    def __init__(self, url: str) -> None:
-        self._db = Database(url)
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        statement_timeout_s: float = 30.0,
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        """``connect_timeout_s`` and ``statement_timeout_s`` bound PostgreSQL, and
+        ``busy_timeout_s`` SQLite's wait for its write lock (see :class:`Database`)."""
+        self._db = Database(
+            url,
+            connect_timeout_s=connect_timeout_s,
+            statement_timeout_s=statement_timeout_s,
+            busy_timeout_s=busy_timeout_s,
+        )
         self.url = url
         self.is_sqlite = self._db.is_sqlite
         self.engine: Engine = self._db.engine  # for the other tables (keys, audit)

@@ -53,7 +53,12 @@ class PluginHost:
 
         self.registry = config.registry(only=plugin)
         self.registry.initialize()
-        self.runner = ToolRunner(self.registry, config.settings.open_blobs(), config.limits)
+        self.runner = ToolRunner(
+            self.registry,
+            config.settings.open_blobs(),
+            config.limits,
+            max_result_bytes=config.settings.max_result_bytes,
+        )
         self._cancelled: set[str] = set()
         self._progress: dict[str, tuple[float, str | None]] = {}
         self._checkpoints: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
