@@ -181,8 +181,8 @@ class LocalExecutor:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         for name, value in WORKER_ENVIRONMENT.items():
             env.setdefault(name, value)
-        try:
-            process = await asyncio.to_thread(
+        popen = asyncio.ensure_future(
+            asyncio.to_thread(
                 subprocess.Popen,
                 [sys.executable, "-m", "lensforge.execution.worker", *map(str, child_fds)],
                 pass_fds=child_fds,
@@ -191,9 +191,23 @@ class LocalExecutor:
                 # Its own process group: a kill reaches whatever the tool started too.
                 start_new_session=True,
             )
+        )
+        try:
+            process = await asyncio.shield(popen)
+        except asyncio.CancelledError:
+            # Shut down while the process was being started: Popen returns promptly, so
+            # wait for it and leave neither the process nor its sockets behind.
+            with contextlib.suppress(Exception):
+                started = await popen
+                _kill_group(started.pid)
+                await asyncio.to_thread(started.wait)
+            calls.close()
+            cancels.close()
+            raise
         finally:
-            for fd in child_fds:
-                os.close(fd)
+            if popen.done():  # never while Popen may still be passing them to the child
+                for fd in child_fds:
+                    os.close(fd)
         try:
             ready = await asyncio.to_thread(self._handshake, calls, process)
         except BaseException:  # cancelled (shutdown) or failed: leave no process behind
