@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from lensforge.client import AsyncClient, Client, ConnectionFailed
@@ -126,7 +127,10 @@ def test_cli_submit_video_with_a_frames_bar(server: HttpServer, clip: Path) -> N
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
     assert body["status"] == "SUCCESS"
-    frames = body["result"]["frames"]
+    assert body["result"]["summary"]["frames_analyzed"] == 6
+    job_id = body["job_id"]
+    page = httpx.get(f"{server.url}/v1/jobs/{job_id}/frames").json()  # paged, not inline
+    frames = [item["item"] for item in page["frames"]]
     assert [f["index"] for f in frames] == list(range(0, 90, 15))
     assert {f["result"]["width"] for f in frames} == {320}
 
