@@ -29,9 +29,7 @@ import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from lensforge.errors import Cancelled, LensForgeError, ResourceExhausted, Timeout, WorkerLost
@@ -42,7 +40,6 @@ from lensforge.registry import Registry
 
 log = logging.getLogger(__name__)
 PROGRESS_POLL_S = 0.25
-RAY_START_TIMEOUT_S = 120.0
 
 
 class PluginHost:
@@ -166,7 +163,10 @@ class RayExecutor:
                 options |= {"num_cpus": self.capacity, "_node_ip_address": "127.0.0.1"}
             else:
                 options["address"] = self.address
-            await _in_daemon_thread(partial(ray.init, **options), RAY_START_TIMEOUT_S)
+            # On the event loop's own thread, once at start-up (a few seconds): Ray binds its
+            # driver to the thread that calls init, and a thread that ends takes the
+            # driver's connection with it.
+            ray.init(**options)
             self._started_ray = True
         self._actor_class = ray.remote(max_concurrency=2)(PluginHost)
 
@@ -316,36 +316,6 @@ class RayExecutor:
             return
         for state, items in await _await(actor.take_checkpoints.remote(call.job_id)):
             control.on_checkpoint(state, items)
-
-
-async def _in_daemon_thread(work: Callable[[], Any], timeout_s: float) -> Any:
-    """``work()`` on a daemon thread: should it hang (Ray's start-up can), the server gives
-    up after ``timeout_s`` instead of waiting on it at exit too."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Any] = loop.create_future()
-
-    def run() -> None:
-        try:
-            result = work()
-        except BaseException as exc:
-            loop.call_soon_threadsafe(_settle, done, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, done, result, None)
-
-    threading.Thread(target=run, name="lensforge-ray-start", daemon=True).start()
-    try:
-        return await asyncio.wait_for(done, timeout_s)
-    except TimeoutError:
-        raise RuntimeError(f"Ray did not start within {timeout_s:g} s") from None
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 def _ray() -> Any:
