@@ -35,6 +35,7 @@ class ProgressReporter:
         self.worker_id = worker_id
         self.interval_s = interval_s
         self._checkpoints: dict[str, asyncio.Future[None]] = {}  # each job's last write
+        self._made: set[str] = set()  # jobs that made a checkpoint (from any thread)
         # Items of checkpoints the store failed to write, carried into the job's next one,
         # so that a newer state is never stored without the items before it.
         self._unsaved: dict[str, list[dict[str, Any]]] = {}
@@ -65,6 +66,7 @@ class ProgressReporter:
         loop = asyncio.get_running_loop()
 
         def checkpoint(state: dict[str, Any], items: list[dict[str, Any]]) -> None:
+            self._made.add(job_id)  # before it is chained: drain() knows to wait for it
             if _on_loop(loop):  # the inline executor: chained now, before the tool returns
                 self._chain(job_id, state, items, refused)
             else:
@@ -119,6 +121,9 @@ class ProgressReporter:
 
     async def drain(self, job_id: str) -> None:
         """Wait until every checkpoint the job made so far is written (or failed)."""
+        if job_id not in self._made:
+            return  # the common case: a tool that never checkpoints costs no loop turn
+        self._made.discard(job_id)
         await asyncio.sleep(0)  # checkpoints handed over from threads are chained first
         while (last := self._checkpoints.get(job_id)) is not None:
             await asyncio.gather(last, return_exceptions=True)
