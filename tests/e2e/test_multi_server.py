@@ -150,6 +150,20 @@ def same_key_on_both(*urls: str) -> bool:
     return len(asyncio.run(go())) == 1
 
 
+def running_leased_to(database: str, pid: int) -> int:
+    """RUNNING jobs whose lease owner is server process ``pid`` (host/boot:pid:token)."""
+    engine = create_engine(database)
+    try:
+        with engine.connect() as conn:
+            count = conn.execute(
+                text("SELECT count(*) FROM jobs WHERE status = 'RUNNING' AND lease_owner LIKE :p"),
+                {"p": f"%:{pid}:%"},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(count)
+
+
 def test_kill_9_of_one_server_halfway_the_survivor_finishes_everything_once(
     tmp_path: Path, database: str, servers: list[Server]
 ) -> None:
@@ -169,6 +183,8 @@ def test_kill_9_of_one_server_halfway_the_survivor_finishes_everything_once(
         while asyncio.run(store.counts())["SUCCESS"] < 500:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        assert one.process is not None
+        held = running_leased_to(database, one.process.pid)  # what the kill leaves behind
         one.stop(signal.SIGKILL)
         counts = wait_all_terminal(store, timeout=90)
         assert counts["SUCCESS"] == 1000, failures(database)
@@ -187,7 +203,9 @@ def test_kill_9_of_one_server_halfway_the_survivor_finishes_everything_once(
             ).scalar_one()
     finally:
         engine.dispose()
-    assert lost > 0  # the survivor took over the dead server's running jobs
+    # The survivor took over the dead server's running jobs (when the kill found it between
+    # jobs, there was nothing to take over: the other checks above still hold).
+    assert lost > 0 or held == 0
     # Tool runs: at least once each (a killed run may have written its marker already).
     assert len(marker.read_text().splitlines()) >= 1000
 

@@ -102,9 +102,10 @@ class Database:
 
     def connect(self) -> Any:
         """A DBAPI connection of the pool (for callers that keep one: see StoreWriter)."""
+        dbapi: Any = self.engine.dialect.dbapi
         try:
             return self.engine.raw_connection()
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, dbapi.Error) as exc:  # the pool hands on the driver's own
             raise store_failed(exc) from exc
 
     @contextmanager
