@@ -1,6 +1,6 @@
 """Dashboard figures: page weight, time to first render, and the cost of JSON logging.
 
-    PYTHONPATH=src .venv/bin/python bench/dashboard.py     # about a minute; figures in bench/README.md
+    PYTHONPATH=src .venv/bin/python bench/dashboard.py     # about a minute (figures: README)
 
 (a) Page weight on first load: bytes on the wire (Chrome DevTools Protocol
     ``encodedDataLength``, headers included) for everything the overview loads in a fresh
