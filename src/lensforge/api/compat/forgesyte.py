@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lensforge import __version__
 from lensforge.api.auth import authorize, requires
@@ -87,6 +88,10 @@ class ForgeSyteRoute(APIRoute):
                 error: LensForgeError = ValidationError.of_problems("request", problems)
             except LensForgeError as exc:
                 error = exc
+            except StarletteHTTPException as exc:  # a body FastAPI cannot even read (bad UTF-8)
+                if exc.status_code != 400:
+                    raise
+                error = ValidationError(f"Invalid request: {exc.detail}")
             status, body = views.exception_view(error, request.method)
             return FastJSONResponse(body, status_code=status, headers=error.headers or None)
 

@@ -128,7 +128,7 @@ async def get_frames(
     analysis: AnalysisDep,
     caller: CallerDep,
     cursor: Annotated[
-        int | None, Query(ge=0, description="next_cursor of the page before.")
+        int | None, Query(ge=0, le=2**62, description="next_cursor of the page before.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
