@@ -14,8 +14,8 @@ route template (never the raw path, which may hold ids), status and duration.
 from __future__ import annotations
 
 import logging
+import random
 import re
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -167,7 +167,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or secrets.token_hex(8)
+        request_id = _incoming_id(scope) or f"{random.getrandbits(64):016x}"  # unique, not secret
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         status = 500

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.to_thread
+from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -64,15 +65,33 @@ class ASGIRoute(Route):
 
 def route_for(routes: Iterable[BaseRoute], scope: Scope) -> BaseRoute | None:
     """The route the router will hand this request to: the first that matches fully, else
-    the first that matches the path only (it answers 405); None when none does (404)."""
+    the first that matches the path only (it answers 405); None when none does (404).
+
+    A plain route without path parameters matches exactly its path, so it is compared as a
+    string (what its ``matches`` would find, without a regex and a copied scope)."""
     partial = None
+    path = None if scope.get("root_path") else scope["path"]
     for route in routes:
-        match, _ = route.matches(scope)
+        if path is not None and isinstance(route, Route) and _plain(route):
+            if path != route.path:
+                continue
+            methods = route.methods
+            match = Match.FULL if not methods or scope["method"] in methods else Match.PARTIAL
+        else:
+            match, _ = route.matches(scope)
         if match is Match.FULL:
             return route
         if match is Match.PARTIAL and partial is None:
             partial = route
     return partial
+
+
+_MATCHES = (Route.matches, APIRoute.matches)
+
+
+def _plain(route: Route) -> bool:
+    """Whether ``route`` matches exactly its path: no parameters, no matching of its own."""
+    return "{" not in route.path and type(route).matches in _MATCHES
 
 
 def presented_key(headers: Headers) -> str | None:
@@ -143,7 +162,8 @@ class AuthMiddleware:
             return
         services: Services = scope["app"].state.services
         found = self._required(scope)
-        if found is None or found[0] == PUBLIC:  # 404 from the router, or a public route
+        # 404 from the router, a public route, or auth off (no key created): the local user.
+        if found is None or found[0] == PUBLIC or services.keys.off_from_cache():
             scope.setdefault("state", {})["caller"] = LOCAL_USER
             await self.app(scope, receive, send)
             return

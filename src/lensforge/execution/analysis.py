@@ -163,14 +163,15 @@ class AnalysisExecutionService:
         self.registry.check_available(spec.plugin)
         return spec
 
-    def prepare(self, request: AnalysisRequest) -> NewJob:
+    def prepare(self, request: AnalysisRequest, spec: ToolSpec | None = None) -> NewJob:
         """Everything that can be checked before the job exists; raises on bad input.
 
-        The tool is resolved here, once per call, and the job's time limit and retry policy
-        are fixed from the request, the tool's declaration and the server default: the rest
-        of the chain reads them from the job.
+        The tool is resolved here, once per call (or given, already resolved), and the job's
+        time limit and retry policy are fixed from the request, the tool's declaration and
+        the server default: the rest of the chain reads them from the job.
         """
-        spec = self.resolve(request.plugin, request.tool)
+        if spec is None:
+            spec = self.resolve(request.plugin, request.tool)
         try:
             self._check_shape(spec, request.inputs)
             inputs = self._store_media(spec, dict(request.inputs), request.uploads)
@@ -220,10 +221,10 @@ class AnalysisExecutionService:
         size = sum(map(len, request.uploads.values())) + sum(
             len(v) for v in request.inputs.values() if isinstance(v, str)
         )
-        videos = self.resolve(request.plugin, request.tool).video_fields
-        if size > INLINE_MEDIA_BYTES or videos:  # decoding, probing, hashing, writing: a thread
-            return await asyncio.to_thread(self.prepare, request)
-        return self.prepare(request)  # cheaper here than the hop to a thread
+        spec = self.resolve(request.plugin, request.tool)
+        if size > INLINE_MEDIA_BYTES or spec.video_fields:  # decoding, probing, writing: a thread
+            return await asyncio.to_thread(self.prepare, request, spec)
+        return self.prepare(request, spec)  # cheaper here than the hop to a thread
 
     def _store_media(
         self, spec: ToolSpec, inputs: dict[str, Any], uploads: dict[str, bytes]

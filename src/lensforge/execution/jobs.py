@@ -332,21 +332,22 @@ class JobExecutionService:
 
     def _after_transition(self, job: JobRecord, updated: JobRecord) -> None:
         """Log it, wake waiters, schedule a retry."""
-        log.info(
-            "job %s %s -> %s",
-            job.id,
-            job.status.value,
-            updated.status.value,
-            extra={
-                "event": "job_transition",
-                "job_id": job.id,
-                "plugin": job.plugin,
-                "tool": job.tool,
-                "from_status": job.status.value,
-                "to_status": updated.status.value,
-                "attempt": updated.attempts,
-            },
-        )
+        if log.isEnabledFor(logging.INFO):  # the line's extra dict is not free
+            log.info(
+                "job %s %s -> %s",
+                job.id,
+                job.status.value,
+                updated.status.value,
+                extra={
+                    "event": "job_transition",
+                    "job_id": job.id,
+                    "plugin": job.plugin,
+                    "tool": job.tool,
+                    "from_status": job.status.value,
+                    "to_status": updated.status.value,
+                    "attempt": updated.attempts,
+                },
+            )
         if updated.status in TERMINAL:
             self.waiters.finished(updated)
         elif updated.status is Status.PENDING:
@@ -355,17 +356,18 @@ class JobExecutionService:
     # -- running a claimed job ---------------------------------------------------------------
 
     def _start(self, job: JobRecord) -> None:
-        log.info(
-            "job %s running",
-            job.id,
-            extra={
-                "event": "job_claimed",
-                "job_id": job.id,
-                "plugin": job.plugin,
-                "tool": job.tool,
-                "attempt": job.attempts,
-            },
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "job %s running",
+                job.id,
+                extra={
+                    "event": "job_claimed",
+                    "job_id": job.id,
+                    "plugin": job.plugin,
+                    "tool": job.tool,
+                    "attempt": job.attempts,
+                },
+            )
         control = CallControl(self.progress.callback(job.id))
         control.on_checkpoint = self.progress.checkpointer(job.id, refused=control.cancel)
         running = _Running(job, control)

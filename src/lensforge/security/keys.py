@@ -150,6 +150,11 @@ class KeyStore:
         self._enabled = (time.monotonic(), count > 0)
         return count > 0
 
+    def off_from_cache(self) -> bool:
+        """Auth is off, as last checked within ``cache_s``: every request is the local user."""
+        checked_at, on = self._enabled
+        return not on and time.monotonic() - checked_at < self.cache_s
+
     def passes_from_cache(self, presented: str | None, scope: str) -> bool:
         """Whether a request with key ``presented`` needing ``scope`` is let through without
         touching the database (no lookup, no audit row): auth is off, or the key is cached,

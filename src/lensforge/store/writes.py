@@ -350,7 +350,13 @@ def _update_statement(
 ) -> tuple[Any, tuple[str, ...]]:
     """The guarded UPDATE for this set of columns, built once and cached, and the columns it
     returns when ``narrow`` (see readback.columns); else it returns the whole row."""
-    key = (fenced, narrow, *sorted((k, v is NEXT_ATTEMPT) for k, v in values.items()))
+    # Keyed in the caller's column order (each call site has one): no sort per transition.
+    key = (
+        fenced,
+        narrow,
+        tuple(values),
+        tuple([k for k, v in values.items() if v is NEXT_ATTEMPT]),
+    )
     cached = _UPDATES.get(key)
     if cached is None:
         returning = readback.columns(values) if narrow else None

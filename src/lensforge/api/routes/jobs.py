@@ -51,7 +51,7 @@ async def list_jobs(
         str | None, Query(max_length=64, description="next_cursor of the page before.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, Any]:
+) -> Response:
     page = await analysis.list_jobs(
         status=status,
         plugin=plugin,
@@ -62,10 +62,12 @@ async def list_jobs(
     )
     more = len(page) > limit
     page = page[:limit]
-    return {
-        "jobs": [job_view(job) for job in page],
-        "next_cursor": page[-1].id if more and page else None,
-    }
+    return FastJSONResponse(
+        {
+            "jobs": [job_view(job) for job in page],
+            "next_cursor": page[-1].id if more and page else None,
+        }
+    )
 
 
 @router.get(
@@ -75,8 +77,9 @@ async def list_jobs(
     response_model=None,
     responses=documented({200: (Job, "The job")}, 404, 422),
 )
-async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> dict[str, Any]:
-    return job_view(await analysis.get(job_id, owner=caller.owner_filter))
+async def get_job(job_id: JobId, analysis: AnalysisDep, caller: CallerDep) -> Response:
+    # A Response skips FastAPI's jsonable_encoder walk: this is the route clients poll.
+    return FastJSONResponse(job_view(await analysis.get(job_id, owner=caller.owner_filter)))
 
 
 @router.get(
