@@ -38,6 +38,7 @@ from opentelemetry.trace import Span, StatusCode
 
 log = logging.getLogger(__name__)
 
+WORKER_EXPORT_DELAY_MS = 500  # a worker's batch export interval unless OTEL_BSP_SCHEDULE_DELAY
 REMEMBERED = 10_000  # creation contexts kept for jobs not yet ended (oldest dropped first)
 
 _enabled = False
@@ -198,6 +199,12 @@ def export_from_environment() -> None:
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     provider = TracerProvider()
+    # Exported in the background, soon: a worker is killed when the server stops, so it never
+    # gets to flush on exit; a span lost then is at most this old (OTEL_BSP_SCHEDULE_DELAY).
+    try:
+        delay = int(os.environ.get("OTEL_BSP_SCHEDULE_DELAY", WORKER_EXPORT_DELAY_MS))
+    except ValueError:
+        delay = WORKER_EXPORT_DELAY_MS
     for name in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(","):
         name = name.strip()
         if name in ("", "none"):
@@ -210,15 +217,15 @@ def export_from_environment() -> None:
                 extra={"event": "otel_no_exporter", "exporter": name},
             )
             continue
-        for point in found:
-            provider.add_span_processor(BatchSpanProcessor(point.load()()))
+        try:
+            exporters = [point.load()() for point in found]
+        except Exception:  # a misconfigured exporter costs its spans, not the worker
+            log.exception(
+                "OpenTelemetry span exporter %r could not be made",
+                name,
+                extra={"event": "otel_exporter_failed", "exporter": name},
+            )
+            continue
+        for exporter in exporters:
+            provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay))
     trace.set_tracer_provider(provider)
-
-
-def flush() -> None:
-    """Export what a worker's provider still holds (before the process ends)."""
-    force_flush: Callable[[], object] | None = getattr(
-        trace.get_tracer_provider(), "force_flush", None
-    )
-    if force_flush is not None:
-        force_flush()

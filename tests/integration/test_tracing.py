@@ -10,6 +10,9 @@ test (captured with ``capfd``).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -235,3 +238,30 @@ def test_off_there_are_no_spans_and_no_provider_lookups(
         assert wait_for_job(client, job_id)["status"] == "SUCCESS"
     assert spans.get_finished_spans() == ()
     assert lookups == []
+
+
+_EXPORT_PROBE = """
+from opentelemetry import trace
+from lensforge import tracing
+tracing.export_from_environment()
+with tracing.tracer().start_as_current_span("probe"):
+    pass
+trace.get_tracer_provider().shutdown()
+"""
+
+
+def test_a_worker_exports_as_the_otel_variables_say_and_survives_a_bad_one() -> None:
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "no-such-exporter,console",
+        "OTEL_BSP_SCHEDULE_DELAY": "soon",
+        "OTEL_SERVICE_NAME": "probe-worker",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _EXPORT_PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    (span,) = console_spans(done.stdout)
+    assert span["name"] == "probe"
+    assert span["resource"]["attributes"]["service.name"] == "probe-worker"
+    assert "no-such-exporter" in done.stderr  # said, not fatal

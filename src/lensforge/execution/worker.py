@@ -145,8 +145,6 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
                 send([_run(runner, ToolCall(*message[1]), cancelled, send)])
             except OSError:
                 os._exit(0)
-        if config.settings.otel:  # answered: now export, as a stop kills the process
-            tracing.flush()
 
 
 class _Cancelled:
