@@ -174,8 +174,9 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(200, ge=1, description="Burst of requests allowed per API key.")
     otel: bool = Field(
         False,
-        description="FastAPI's OpenTelemetry spans and metrics for every request (needs an "
-        "OpenTelemetry SDK and a configured provider).",
+        description="OpenTelemetry tracing: one trace per job spanning the API request, the "
+        "store writes and the tool run in the worker, plus FastAPI's request metrics (needs "
+        "an OpenTelemetry SDK and a configured provider; workers export per OTEL_* variables).",
     )
     mcp_task_after_s: float = Field(
         2.0,

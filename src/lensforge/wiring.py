@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lensforge import tracing
 from lensforge.blobs import Blobs
 from lensforge.execution.analysis import AnalysisExecutionService
 from lensforge.execution.executors import Executor, InlineExecutor, ThreadExecutor
@@ -22,6 +23,7 @@ from lensforge.security.keys import KeyStore
 from lensforge.security.ratelimit import RateLimiter
 from lensforge.settings import Settings
 from lensforge.store import JobStore
+from lensforge.store.traced import traced
 
 
 @dataclass
@@ -67,6 +69,7 @@ def build_services(
     """The store (migrated), blobs, registry, executor and the three services."""
     # In-process executors: plugins read the data directory from the environment too.
     os.environ.setdefault("LENSFORGE_DATA_DIR", str(settings.data_dir))
+    tracing.enable(settings.otel)
     store = JobStore(
         settings.database_url,
         connect_timeout_s=settings.store_connect_timeout_s,
@@ -109,7 +112,7 @@ def build_services(
         worker_lost_attempts=settings.worker_lost_attempts,
     )
     jobs = JobExecutionService(
-        store,
+        traced(store),  # LENSFORGE_OTEL: the writes on a job's path are spans
         plugins,
         lease_s=settings.lease_s,
         poll_interval_s=settings.poll_interval_s,

@@ -270,8 +270,14 @@ STORE_MODULE = "store/writes.py"
 # in store/writes.py: the guarded update (and the helper that builds it), and the insert
 STATUS_WRITERS = {"_transition", "_update_statement", "create"}
 # the job layer (jobs.py applies verdicts, dispatch.py claims) and the in-memory store,
-# a second implementation of the same guarded transition
-TRANSITION_CALLERS = {"execution/jobs.py", "execution/dispatch.py", "testing.py"}
+# a second implementation of the same guarded transition, and the tracing decorator, which
+# only passes the job layer's calls on to the store it wraps
+TRANSITION_CALLERS = {
+    "execution/jobs.py",
+    "execution/dispatch.py",
+    "testing.py",
+    "store/traced.py",
+}
 # store methods that change job status: transition, claim, transition_and_claim, ...
 STATUS_CHANGING_METHOD = re.compile(r"(^|_)(transition|claim)(_|$)")
 RAW_STATUS_SQL = re.compile(

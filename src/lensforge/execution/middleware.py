@@ -9,10 +9,11 @@ handler, which runs the call on the executor and judges its outcome.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Protocol
 
+from lensforge import tracing
 from lensforge.errors import LensForgeError
 from lensforge.execution.executors import CallControl, Executor
 from lensforge.execution.tool_runner import Outcome, ToolCall
@@ -95,11 +96,26 @@ def retry_failures(worker_lost_attempts: int) -> Middleware:
     return step
 
 
+def trace_runs() -> Middleware:
+    """Each run a ``lensforge.job.run`` span in its job's trace, whose context the call
+    carries to wherever its tool runs (see lensforge.tracing)."""
+
+    async def step(attempt: Attempt, call_next: Handler) -> Verdict:
+        with tracing.run_span(attempt.job) as ended:
+            attempt.call = replace(attempt.call, traceparent=tracing.traceparent())
+            verdict = await call_next(attempt)
+            ended(verdict.status.value, verdict.code)
+            return verdict
+
+    return step
+
+
 def default_chain(
     registry: Registry, executor: Executor, *, worker_lost_attempts: int
 ) -> list[Middleware]:
     """The chain around every run, outermost first."""
-    chain = [count_active(registry)]
+    chain = [trace_runs()] if tracing.enabled() else []
+    chain.append(count_active(registry))
     if not executor.in_process:
         chain.append(record_metrics(registry))
     chain.append(retry_failures(worker_lost_attempts))

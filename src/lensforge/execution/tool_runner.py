@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from lensforge import tracing
 from lensforge.blobs import Blobs, parse_digest
 from lensforge.errors import (
     InternalError,
@@ -49,6 +50,7 @@ class ToolCall:
     attempt: int = 1
     timeout_s: float | None = None
     resume: dict[str, Any] | None = None  # the job's last checkpoint state, if it has one
+    traceparent: str | None = None  # W3C trace context of its job's run (LENSFORGE_OTEL)
 
     def to_wire(self) -> tuple[Any, ...]:
         """The fields as a plain tuple, rebuilt by ``ToolCall(*fields)``: a worker channel
@@ -61,6 +63,7 @@ class ToolCall:
             self.attempt,
             self.timeout_s,
             self.resume,
+            self.traceparent,
         )
 
     def context(
@@ -125,6 +128,8 @@ class ToolRunner:
     def run(self, call: ToolCall, ctx: ToolContext | None = None) -> Outcome:
         """Run one call; every line logged meanwhile (``ctx.logger`` too) carries its job."""
         with job_context(call.job_id, call.plugin, call.tool):
+            if call.traceparent is not None:  # tracing is on: the tool run is a span
+                return tracing.run_tool(call, partial(self._run, call, ctx))
             return self._run(call, ctx)
 
     def _run(self, call: ToolCall, ctx: ToolContext | None) -> Outcome:

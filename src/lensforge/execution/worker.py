@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from lensforge import tracing
 from lensforge.errors import Cancelled
 from lensforge.execution.channel import BlockingChannel
 from lensforge.execution.tool_runner import Outcome, ToolCall, ToolRunner
@@ -94,6 +95,8 @@ def worker_main(channel: BlockingChannel, control: Connection) -> None:
     # server's data directory here, whatever set it (a flag, code, the environment).
     os.environ["LENSFORGE_DATA_DIR"] = str(config.settings.data_dir)
     configure_logging(config.settings.log_level, config.settings.log_format)
+    if config.settings.otel:  # its tool runs are spans of their jobs' traces: export them
+        tracing.export_from_environment()
     registry = config.registry()
     registry.initialize()
     gc.freeze()  # models and modules loaded by setup() live as long as the worker

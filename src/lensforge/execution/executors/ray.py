@@ -32,6 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from lensforge import tracing
 from lensforge.errors import Cancelled, LensForgeError, ResourceExhausted, Timeout, WorkerLost
 from lensforge.execution.executors.base import CallControl, resumed
 from lensforge.execution.tool_runner import Outcome, ToolCall
@@ -48,6 +49,8 @@ class PluginHost:
     def __init__(self, config: WorkerConfig, plugin: str) -> None:
         from lensforge.execution.tool_runner import ToolRunner
 
+        if config.settings.otel:  # its tool runs are spans of their jobs' traces: export them
+            tracing.export_from_environment()
         self.registry = config.registry(only=plugin)
         self.registry.initialize()
         self.runner = ToolRunner(
