@@ -51,6 +51,7 @@ from typing import Any, Protocol
 from common import (  # bench/ is sys.path[0]
     HttpConnection,
     Server,
+    cpu_s,
     descendants,
     describe,
     exit_on_sigterm,
@@ -63,7 +64,16 @@ from common import (  # bench/ is sys.path[0]
     wait_for,
     write_json,
 )
-from throughput import Result, Store, client_output, cpu_meter, figures, start_client, with_client
+from throughput import (
+    BUSY_PCT,
+    Result,
+    Store,
+    client_output,
+    cpu_meter,
+    figures,
+    start_client,
+    with_client,
+)
 
 from lensforge.security.keys import KeyStore
 from lensforge.store import JobStore
@@ -81,6 +91,7 @@ LIST_P95_TARGET_MS = 20.0
 TWO_SERVERS_TARGET = 1.5  # (c) / (b)
 RAY_TARGET = 0.5  # (d) / (b)
 PAGE = 50
+WARM_GETS = 5
 # The cluster serves a few servers' pools and the benchmark's readers.
 PG_SETTINGS = ("max_connections=200", "shared_buffers=256MB")
 
@@ -195,20 +206,41 @@ def run_config(
         assert cluster is not None
         database = cluster.create_database()
         env["LENSFORGE_DATABASE_URL"] = cluster.url(database)
-        JobStore(env["LENSFORGE_DATABASE_URL"]).migrate()  # once, before two servers start
+        migrate(env["LENSFORGE_DATABASE_URL"])  # once, before two servers start
     count = 2 if part == "c" else 1
     with servers(count, rundir, env, args.server_cpus) as running:
         store: Completions = (
             Store(rundir / "lensforge.db") if cluster is None else PgStore(cluster, database)
         )
         try:
-            return measure(part, running, store, args, rundir)
+            return measure(part, running, store, args, rundir, cluster)
         finally:
             store.close()
 
 
+def migrate(url: str) -> JobStore:
+    """The real migrations on a fresh database; the store, closed."""
+    store = JobStore(url)
+    store.migrate()
+    store.close()
+    return store
+
+
+def postgres_pids(cluster: PostgresCluster | None) -> list[int]:
+    """The postmaster and its processes (the servers' backends among them) now."""
+    if cluster is None or cluster.root is None:
+        return []
+    postmaster = int((cluster.root / "data" / "postmaster.pid").read_text().split()[0])
+    return [postmaster, *descendants(postmaster)]
+
+
 def measure(
-    part: str, running: list[Server], store: Completions, args: argparse.Namespace, rundir: Path
+    part: str,
+    running: list[Server],
+    store: Completions,
+    args: argparse.Namespace,
+    rundir: Path,
+    cluster: PostgresCluster | None,
 ) -> Result:
     def alive() -> None:
         for server in running:
@@ -226,7 +258,7 @@ def measure(
     baseline, since = store.finished(), time.time()
     pids = {f"server{i + 1}": [s.pid] for i, s in enumerate(running)}
     workers = [pid for server in running for pid in descendants(server.pid)]
-    with cpu_meter(**pids, workers=workers) as cpu:
+    with cpu_meter(**pids, workers=workers, postgres=postgres_pids(cluster)) as cpu:
         client = submit(ports, args.jobs, rundir, args, args.limit)
         target = baseline + len(client["sent"])
         seen = wait_for(lambda: store.finished() >= target, args.limit, alive)
@@ -246,7 +278,9 @@ def measure(
 
 # Rows like the ones the server writes for a finished no-op job. Ids are time-ordered like
 # new_job_id() (48-bit milliseconds, version 7, variant, random): one millisecond apart, so
-# the listing order is the insertion order. Owners: 90% the bench key's, 10% three others.
+# the listing order is the insertion order. Owners: 90% the bench key's, 3.3% a second
+# key's (a small owner: its deep pages must not scan the other owners' rows), the rest two
+# owners without a key.
 INSERT_JOBS = """
 INSERT INTO jobs (id, plugin, tool, status, inputs, result, error, traceback, attempts,
     max_attempts, progress, progress_message, owner, idempotency_key, request_hash, timeout_s,
@@ -257,7 +291,8 @@ SELECT
         || '-' || to_hex(8 + mod(i, 4)) || lpad(to_hex((random() * 4095)::int), 3, '0')
         || '-' || lpad(to_hex((random() * 281474976710000)::bigint), 12, '0'),
     'bench', 'noop', 'SUCCESS', '{}', '{"ok": true}', NULL, NULL, 1,
-    1, 1.0, NULL, CASE WHEN mod(i, 10) = 0 THEN 'other' || mod(i, 3) ELSE %(owner)s END,
+    1, 1.0, NULL, CASE WHEN mod(i, 30) = 0 THEN %(minor)s
+        WHEN mod(i, 10) = 0 THEN 'other' || mod(i, 2) ELSE %(owner)s END,
     NULL, NULL, 30.0, false, NULL, NULL, NULL, t, t + 0.002, t + 0.001, t + 0.002, '[]'
 FROM (
     SELECT i, t, lpad(to_hex((t * 1000)::bigint), 12, '0') AS h
@@ -266,14 +301,15 @@ FROM (
 """
 
 
-def fill(cluster: PostgresCluster, database: str, rows: int, owner: str) -> float:
+def fill(cluster: PostgresCluster, database: str, rows: int, owner: str, minor: str) -> float:
     """Insert ``rows`` finished jobs and ANALYZE; the seconds it took."""
     import psycopg
 
     started = time.monotonic()
     with psycopg.connect(cluster.conninfo(database), autocommit=True) as conn:
         start = time.time() - rows / 1000.0 - 3600
-        conn.execute(INSERT_JOBS, {"owner": owner, "start": start, "rows": rows})
+        params = {"owner": owner, "minor": minor, "start": start, "rows": rows}
+        conn.execute(INSERT_JOBS, params)
         conn.execute("VACUUM ANALYZE jobs")
     return time.monotonic() - started
 
@@ -295,13 +331,15 @@ def deep_cursor(cluster: PostgresCluster, database: str, owner: str | None, dept
     return str(row[0])
 
 
-def explain(cluster: PostgresCluster, database: str, owner: str | None, cursor: str) -> str:
+def explain(cluster: PostgresCluster, database: str, owner: str | None, cursor: str | None) -> str:
     """EXPLAIN ANALYZE of the store's list query for that page (as the route asks it)."""
     import psycopg
 
-    where = "WHERE jobs.id < %s" + (" AND jobs.owner = %s" if owner else "")
-    params = (cursor, owner) if owner else (cursor,)
-    query = f"SELECT * FROM jobs {where} ORDER BY jobs.id DESC LIMIT {PAGE + 1}"
+    conditions = [("jobs.owner = %s", owner), ("jobs.id < %s", cursor)]
+    where = " AND ".join(sql for sql, value in conditions if value is not None)
+    params = tuple(value for _, value in conditions if value is not None)
+    query = f"SELECT * FROM jobs {'WHERE ' + where if where else ''} ORDER BY jobs.id DESC"
+    query += f" LIMIT {PAGE + 1}"
     with psycopg.connect(cluster.conninfo(database)) as conn:
         plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query}", params).fetchall()
     return "\n".join(str(line[0]) for line in plan)
@@ -314,7 +352,7 @@ async def time_gets(port: int, path: str, key: str, requests: int) -> list[float
         f"GET {path} HTTP/1.1\r\nHost: {conn.host}\r\nAuthorization: Bearer {key}\r\n\r\n"
     ).encode()
     try:
-        for _ in range(5):  # warm: the connection, the key cache, the page cache
+        for _ in range(WARM_GETS):  # warm: the connection, the key cache, the page cache
             await conn.send(request)
         timings = []
         for _ in range(requests):
@@ -336,8 +374,9 @@ def run_list(args: argparse.Namespace, rundir: Path, cluster: PostgresCluster) -
     keys = KeyStore(store.engine)
     _, admin_secret = keys.create("bench-admin", ("admin",))
     reader, reader_secret = keys.create("bench-reader", ("read",))
+    small, small_secret = keys.create("bench-small", ("read",))
     store.close()
-    fill_s = fill(cluster, database, args.rows, reader.id)
+    fill_s = fill(cluster, database, args.rows, reader.id, small.id)
     print(f"  {args.rows:,} jobs inserted and analysed in {fill_s:.1f} s")
     env = {
         "LENSFORGE_DATABASE_URL": url,
@@ -352,26 +391,46 @@ def run_list(args: argparse.Namespace, rundir: Path, cluster: PostgresCluster) -
         for who, owner, secret in (
             ("admin", None, admin_secret),
             ("owner", reader.id, reader_secret),
+            ("small owner", small.id, small_secret),
         ):
             for depth in (0.0, args.depth):
                 cursor = deep_cursor(cluster, database, owner, depth) if depth else None
                 path = f"/v1/jobs?limit={PAGE}" + (f"&cursor={cursor}" if cursor else "")
+                cpu0 = cpu_s(server.pid)
                 timings = run_async(time_gets(server.port, path, secret, args.requests))
+                cpu_ms = 1000 * (cpu_s(server.pid) - cpu0) / (len(timings) + WARM_GETS)
                 name = f"{who}, {'first page' if not depth else f'{depth:.0%} deep'}"
-                page = {
+                page: dict[str, Any] = {
                     "p50_ms": round(percentile(timings, 50), 2),
                     "p95_ms": round(percentile(timings, 95), 2),
                     "max_ms": round(timings[-1], 2),
+                    "server_cpu_ms": round(cpu_ms, 2),
                     "requests": len(timings),
                 }
-                if cursor is not None:
-                    page["plan"] = explain(cluster, database, owner, cursor)
+                page["plan"] = explain(cluster, database, owner, cursor)
                 figures_["pages"][name] = page
-                print(f"  {name}: p50 {page['p50_ms']:.2f} ms, p95 {page['p95_ms']:.2f} ms")
+                print(
+                    f"  {name}: p50 {page['p50_ms']:.2f} ms, p95 {page['p95_ms']:.2f} ms, "
+                    f"server CPU {cpu_ms:.2f} ms per request"
+                )
     return figures_
 
 
 # -- report ------------------------------------------------------------------------------
+
+
+def print_config(r: Result) -> None:
+    print(f"  {r.jobs_s:.1f} jobs/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms")
+    shares = {k: v for k, v in r.cpu_pct.items() if k != "window_s"}
+    cpu = ", ".join(f"{name} {pct:.0f}%" for name, pct in shares.items())
+    print(f"  CPU over {r.cpu_pct.get('window_s', math.nan):.2f} s (% of one core): {cpu}")
+    if r.extra.get("client_errors"):
+        print(f"  client errors: {r.extra['client_errors'][:3]}")
+    if r.cpu_pct.get("other processes", 0) > BUSY_PCT:
+        print(
+            f"  WARNING: other processes used more than {BUSY_PCT:.0f}% of a core meanwhile:"
+            " the machine was not quiet, so these figures are low."
+        )
 
 
 def report(
@@ -383,8 +442,8 @@ def report(
     print(f"{'':32}{'jobs/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs (b)':>8}")
     b = results.get("b")
     for part, r in results.items():
-        ratio = f"{r.jobs_s / b.jobs_s:.2f}x" if b and b.jobs_s else ""
-        print(f"{NAMES[part]:32}{r.jobs_s:>9.1f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{ratio:>8}")
+        versus = f"{r.jobs_s / b.jobs_s:.2f}x" if b and b.jobs_s else ""
+        print(f"{NAMES[part]:32}{r.jobs_s:>9.1f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{versus:>8}")
     if b and b.jobs_s:
         for part, target in (("c", TWO_SERVERS_TARGET), ("d", RAY_TARGET)):
             if part in results:
@@ -396,15 +455,17 @@ def report(
     if listing is not None:
         print(f"\nGET /v1/jobs?limit={PAGE} over {listing['rows']:,} jobs in PostgreSQL")
         for name, page in listing["pages"].items():
-            print(f"  {name:28}p50 {page['p50_ms']:6.2f} ms  p95 {page['p95_ms']:6.2f} ms")
+            print(
+                f"  {name:28}p50 {page['p50_ms']:6.2f} ms  p95 {page['p95_ms']:6.2f} ms"
+                f"  server CPU {page['server_cpu_ms']:5.2f} ms"
+            )
         worst = max(page["p95_ms"] for page in listing["pages"].values())
         verdict = "met" if worst < LIST_P95_TARGET_MS else "NOT met"
         print(f"Target listing p95 < {LIST_P95_TARGET_MS:g} ms at any depth: {verdict}")
         if worst >= LIST_P95_TARGET_MS:
             missed.append("list")
             for name, page in listing["pages"].items():
-                if "plan" in page:
-                    print(f"\n{name}:\n{page['plan']}")
+                print(f"\n{name}:\n{page['plan']}")
     return missed
 
 
@@ -476,10 +537,7 @@ def main() -> int:
                         listing = run_list(args, rundir, cluster)
                     else:
                         results[part] = run_config(part, args, rundir, cluster)
-                        r = results[part]
-                        print(
-                            f"  {r.jobs_s:.1f} jobs/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms"
-                        )
+                        print_config(results[part])
                 except Exception as exc:  # report it, go on with the other parts
                     failed[part] = str(exc)
                     print(f"  {part} FAILED: {exc}")
