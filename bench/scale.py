@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import signal
@@ -49,21 +48,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from common import (  # bench/ is sys.path[0]
-    HttpConnection,
     Server,
-    cpu_s,
     descendants,
     describe,
     exit_on_sigterm,
     machine,
-    percentile,
     pick_cpus,
-    run_async,
     start_settings_server,
     stop_all,
     wait_for,
     write_json,
 )
+from scale_listing import PAGE, prepare, time_pages
 from throughput import (
     BUSY_PCT,
     Result,
@@ -75,7 +71,6 @@ from throughput import (
     with_client,
 )
 
-from lensforge.security.keys import KeyStore
 from lensforge.store import JobStore
 from lensforge.testing_postgres import PostgresCluster, throwaway_cluster
 
@@ -90,8 +85,6 @@ NAMES = {
 LIST_P95_TARGET_MS = 20.0
 TWO_SERVERS_TARGET = 1.5  # (c) / (b)
 RAY_TARGET = 0.5  # (d) / (b)
-PAGE = 50
-WARM_GETS = 5
 # The cluster serves a few servers' pools and the benchmark's readers.
 PG_SETTINGS = ("max_connections=200", "shared_buffers=256MB")
 
@@ -276,144 +269,21 @@ def measure(
 
 # -- (list): GET /v1/jobs over a million jobs --------------------------------------------
 
-# Rows like the ones the server writes for a finished no-op job. Ids are time-ordered like
-# new_job_id() (48-bit milliseconds, version 7, variant, random): one millisecond apart, so
-# the listing order is the insertion order. Owners: 90% the bench key's, 3.3% a second
-# key's (a small owner: its deep pages must not scan the other owners' rows), the rest two
-# owners without a key.
-INSERT_JOBS = """
-INSERT INTO jobs (id, plugin, tool, status, inputs, result, error, traceback, attempts,
-    max_attempts, progress, progress_message, owner, idempotency_key, request_hash, timeout_s,
-    cancel_requested, lease_owner, lease_expires_at, not_before, created_at, updated_at,
-    started_at, finished_at, retry_on)
-SELECT
-    substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-7' || lpad(to_hex(mod(i, 4096)), 3, '0')
-        || '-' || to_hex(8 + mod(i, 4)) || lpad(to_hex((random() * 4095)::int), 3, '0')
-        || '-' || lpad(to_hex((random() * 281474976710000)::bigint), 12, '0'),
-    'bench', 'noop', 'SUCCESS', '{}', '{"ok": true}', NULL, NULL, 1,
-    1, 1.0, NULL, CASE WHEN mod(i, 30) = 0 THEN %(minor)s
-        WHEN mod(i, 10) = 0 THEN 'other' || mod(i, 2) ELSE %(owner)s END,
-    NULL, NULL, 30.0, false, NULL, NULL, NULL, t, t + 0.002, t + 0.001, t + 0.002, '[]'
-FROM (
-    SELECT i, t, lpad(to_hex((t * 1000)::bigint), 12, '0') AS h
-    FROM (SELECT i, %(start)s + i / 1000.0 AS t FROM generate_series(1, %(rows)s) AS i) AS s
-) AS g
-"""
-
-
-def fill(cluster: PostgresCluster, database: str, rows: int, owner: str, minor: str) -> float:
-    """Insert ``rows`` finished jobs and ANALYZE; the seconds it took."""
-    import psycopg
-
-    started = time.monotonic()
-    with psycopg.connect(cluster.conninfo(database), autocommit=True) as conn:
-        start = time.time() - rows / 1000.0 - 3600
-        params = {"owner": owner, "minor": minor, "start": start, "rows": rows}
-        conn.execute(INSERT_JOBS, params)
-        conn.execute("VACUUM ANALYZE jobs")
-    return time.monotonic() - started
-
-
-def deep_cursor(cluster: PostgresCluster, database: str, owner: str | None, depth: float) -> str:
-    """The id a client would hold as ``cursor`` after paging ``depth`` of the way down."""
-    import psycopg
-
-    where, params = ("WHERE owner = %s", (owner,)) if owner else ("", ())
-    with psycopg.connect(cluster.conninfo(database)) as conn:
-        row = conn.execute(f"SELECT count(*) FROM jobs {where}", params).fetchone()
-        offset = int((row[0] if row else 0) * depth) // PAGE * PAGE - 1
-        row = conn.execute(
-            f"SELECT id FROM jobs {where} ORDER BY id DESC OFFSET %s LIMIT 1",
-            (*params, max(0, offset)),
-        ).fetchone()
-    if row is None:
-        raise RuntimeError("no job that deep")
-    return str(row[0])
-
-
-def explain(cluster: PostgresCluster, database: str, owner: str | None, cursor: str | None) -> str:
-    """EXPLAIN ANALYZE of the store's list query for that page (as the route asks it)."""
-    import psycopg
-
-    conditions = [("jobs.owner = %s", owner), ("jobs.id < %s", cursor)]
-    where = " AND ".join(sql for sql, value in conditions if value is not None)
-    params = tuple(value for _, value in conditions if value is not None)
-    query = f"SELECT * FROM jobs {'WHERE ' + where if where else ''} ORDER BY jobs.id DESC"
-    query += f" LIMIT {PAGE + 1}"
-    with psycopg.connect(cluster.conninfo(database)) as conn:
-        plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query}", params).fetchall()
-    return "\n".join(str(line[0]) for line in plan)
-
-
-async def time_gets(port: int, path: str, key: str, requests: int) -> list[float]:
-    """Milliseconds of ``requests`` GETs one after another on one keep-alive connection."""
-    conn = await HttpConnection.open(port)
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {conn.host}\r\nAuthorization: Bearer {key}\r\n\r\n"
-    ).encode()
-    try:
-        for _ in range(WARM_GETS):  # warm: the connection, the key cache, the page cache
-            await conn.send(request)
-        timings = []
-        for _ in range(requests):
-            started = time.perf_counter()
-            status, body = await conn.send(request)
-            timings.append(1000 * (time.perf_counter() - started))
-            if status != 200 or len(json.loads(body)["jobs"]) != PAGE:
-                raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
-        return sorted(timings)
-    finally:
-        await conn.close()
-
 
 def run_list(args: argparse.Namespace, rundir: Path, cluster: PostgresCluster) -> dict[str, Any]:
-    database = cluster.create_database()
-    url = cluster.url(database)
-    store = JobStore(url)
-    store.migrate()
-    keys = KeyStore(store.engine)
-    _, admin_secret = keys.create("bench-admin", ("admin",))
-    reader, reader_secret = keys.create("bench-reader", ("read",))
-    small, small_secret = keys.create("bench-small", ("read",))
-    store.close()
-    fill_s = fill(cluster, database, args.rows, reader.id, small.id)
-    print(f"  {args.rows:,} jobs inserted and analysed in {fill_s:.1f} s")
+    listing = prepare(cluster, args.rows)
+    print(f"  {args.rows:,} jobs inserted and analysed in {listing.fill_s:.1f} s")
     env = {
-        "LENSFORGE_DATABASE_URL": url,
+        "LENSFORGE_DATABASE_URL": listing.url,
         "LENSFORGE_EXECUTOR": "local",
         "LENSFORGE_WORKERS": "1",
         "LENSFORGE_DATA_DIR": str(rundir / "data"),
         "LENSFORGE_LOG_LEVEL": "warning",
         "LENSFORGE_RATE_LIMIT_PER_S": "0",
     }
-    figures_: dict[str, Any] = {"rows": args.rows, "fill_s": round(fill_s, 1), "pages": {}}
     with servers(1, rundir, env, args.server_cpus) as (server,):
-        for who, owner, secret in (
-            ("admin", None, admin_secret),
-            ("owner", reader.id, reader_secret),
-            ("small owner", small.id, small_secret),
-        ):
-            for depth in (0.0, args.depth):
-                cursor = deep_cursor(cluster, database, owner, depth) if depth else None
-                path = f"/v1/jobs?limit={PAGE}" + (f"&cursor={cursor}" if cursor else "")
-                cpu0 = cpu_s(server.pid)
-                timings = run_async(time_gets(server.port, path, secret, args.requests))
-                cpu_ms = 1000 * (cpu_s(server.pid) - cpu0) / (len(timings) + WARM_GETS)
-                name = f"{who}, {'first page' if not depth else f'{depth:.0%} deep'}"
-                page: dict[str, Any] = {
-                    "p50_ms": round(percentile(timings, 50), 2),
-                    "p95_ms": round(percentile(timings, 95), 2),
-                    "max_ms": round(timings[-1], 2),
-                    "server_cpu_ms": round(cpu_ms, 2),
-                    "requests": len(timings),
-                }
-                page["plan"] = explain(cluster, database, owner, cursor)
-                figures_["pages"][name] = page
-                print(
-                    f"  {name}: p50 {page['p50_ms']:.2f} ms, p95 {page['p95_ms']:.2f} ms, "
-                    f"server CPU {cpu_ms:.2f} ms per request"
-                )
-    return figures_
+        pages = time_pages(listing, server.port, server.pid, args.depth, args.requests)
+    return {"rows": args.rows, "fill_s": listing.fill_s, "pages": pages}
 
 
 # -- report ------------------------------------------------------------------------------
