@@ -211,12 +211,11 @@ def run_config(
             store.close()
 
 
-def migrate(url: str) -> JobStore:
-    """The real migrations on a fresh database; the store, closed."""
+def migrate(url: str) -> None:
+    """Run the real migrations on a fresh database."""
     store = JobStore(url)
     store.migrate()
     store.close()
-    return store
 
 
 def postgres_pids(cluster: PostgresCluster | None) -> list[int]:
