@@ -298,6 +298,29 @@ def start_lensforge_serve(
     return Server("lensforge serve", proc, port, workdir / "serve.log")
 
 
+def start_settings_server(
+    workdir: Path, name: str, *, cpu: int | None = None, env: dict[str, str] | None = None
+) -> Server:
+    """``bench/scale_serve.py``: the app of ``start_bench_server("lensforge", ...)`` (the
+    no-op ``bench`` plugin, the same uvicorn options) with every setting from LENSFORGE_*
+    in ``env`` (store URL, executor, workers), on a socket bound here and handed down."""
+    sock = listening_socket()
+    port = int(sock.getsockname()[1])
+    private = workdir / "pythonpath"
+    private.mkdir(parents=True, exist_ok=True)
+    for module in ("noop_plugin.py", "serve.py"):
+        if not (private / module).exists():
+            (private / module).symlink_to(BENCH_DIR / module)
+    base = {**os.environ, **(env or {})}
+    pythonpath = [str(private), *filter(None, [base.get("PYTHONPATH")])]
+    argv = [sys.executable, "-P", str(BENCH_DIR / "scale_serve.py"), "--fd", str(sock.fileno())]
+    log = workdir / f"{name}.log"
+    child_env = {**base, "PYTHONPATH": os.pathsep.join(pythonpath)}
+    proc = spawn(argv, log, env=child_env, pass_fds=(sock.fileno(),), cpu=cpu)
+    sock.close()
+    return Server(name, proc, port, log)
+
+
 def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:

@@ -5,24 +5,31 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lensforge.execution.executors import CallControl
 from lensforge.execution.executors.ray import RayExecutor
+from lensforge.execution.jobs import JobExecutionService
+from lensforge.execution.plugins import PluginExecutionService
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.execution.worker import WorkerConfig, plugin_path
 from lensforge.media import MediaLimits
 from lensforge.registry import load_registry
 from lensforge.settings import Settings
+from lensforge.store import NewJob, Status
+from lensforge.testing import InMemoryJobStore
 from tests.plugins_for_tests import Chaos, Testing
+from tests.ray.gpu_plugin import NeedsGpu
 from tests.support import png
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-PLUGINS = [Testing, Chaos]
+PLUGINS = [Testing, Chaos, NeedsGpu]
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +148,33 @@ def test_a_private_cluster_listens_on_loopback_only(
         and not line.split()[3].startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:"))
     ]
     assert ray_pids and exposed == []
+
+
+def test_a_gpu_tool_on_a_gpu_less_cluster_fails_at_once_naming_the_gpu(
+    ray_executor: tuple[RayExecutor, asyncio.Runner],
+) -> None:
+    executor, runner = ray_executor
+    started = time.monotonic()
+    outcome = run(ray_executor, "needs_gpu", "infer")
+    assert outcome.error_code == "resource_exhausted"
+    assert outcome.error is not None and "GPU" in outcome.error["error"]["message"]
+
+    async def as_a_job() -> tuple[Status, dict[str, Any] | None]:
+        # A second executor on the same Ray runtime: it does not own Ray, so stopping the
+        # job service leaves the module's cluster (and its actors) running.
+        own = RayExecutor(executor.config, executor.registry, workers=1)
+        plugins = PluginExecutionService(executor.registry, own, default_timeout_s=30)
+        jobs = JobExecutionService(InMemoryJobStore(), plugins, poll_interval_s=0.05)
+        await jobs.start()
+        try:
+            new = NewJob(plugin="needs_gpu", tool="infer", inputs={}, timeout_s=30)
+            job = await jobs.submit_and_wait(new, timeout_s=20)
+            return job.status, job.error
+        finally:
+            await jobs.stop()
+
+    status, error = runner.run(as_a_job())
+    assert status is Status.FAILED
+    assert error is not None and error["error"]["code"] == "resource_exhausted"
+    assert "GPU" in error["error"]["message"] and "Ray cluster" in error["error"]["message"]
+    assert time.monotonic() - started < 15  # failed fast: no wait for a GPU node
