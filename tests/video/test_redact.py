@@ -192,6 +192,33 @@ def test_a_silent_source_has_no_audio(runner: ToolRunner, clips: dict[str, bytes
     assert outcome.result["audio"] == "none"
 
 
+def test_a_turned_video_is_searched_upright(runner: ToolRunner, tmp_path: Path) -> None:
+    """A clip stored a quarter turn clockwise with a display rotation of 90 (players turn it
+    back counter-clockwise): the Haar cascade, which finds only upright faces, finds the face
+    because frames are searched as shown, and the copy keeps the rotation."""
+    path = tmp_path / "turned.mp4"
+    with av.open(str(path), mode="w", format="mp4") as out:
+        stream: Any = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = HEIGHT, WIDTH, "yuv420p"
+        stream.set_display_rotation(90)
+        for rgb in face_frames()[:8]:
+            stored = np.ascontiguousarray(np.rot90(rgb, -1))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    outcome, _ = run(runner, path.read_bytes(), detector="haar", mode="fill")
+    assert outcome.ok, outcome.error
+    assert outcome.result["frames_with_faces"] >= 6
+    data = runner.blobs.get(outcome.result["video"]["blob"])
+    (first, *_), facts = decode(data)
+    assert facts["size"] == (HEIGHT, WIDTH)
+    with av.open(io.BytesIO(data)) as container:
+        assert next(container.decode(video=0)).rotation == 90
+    upright = np.rot90(first, 1)
+    assert upright[FACE_Y + 30 : FACE_Y + FACE_H - 30, XS[0] + 25 : XS[0] + FACE_W - 25].max() < 20
+
+
 def test_a_cancelled_job_stops_between_frames(runner: ToolRunner, clips: dict[str, bytes]) -> None:
     ref = runner.blobs.put(clips["silent"])
     call = ToolCall("faces", "redact_video", {"video": {"blob": ref}}, job_id="j2")

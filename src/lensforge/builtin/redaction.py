@@ -143,17 +143,23 @@ def redact_video(
 ) -> RedactedVideo:
     """Copy ``video`` with the boxes ``detect`` finds redacted on every frame."""
     total = video.info.frame_count
+    turns = video.info.rotation % 360 // 90  # counter-clockwise quarter turns to upright
     boxes: list[Box] = []
     counts = {"detected": 0, "with_faces": 0, "max_faces": 0}
 
     def redact(frame: Frame) -> np.ndarray:
+        import numpy as np
+
         if ctx is not None:
             ctx.check_cancelled()
         nonlocal boxes
+        # faces are found and redacted on the frame as it is shown (upright): a view of the
+        # stored pixels, so redacting it changes them
+        upright = np.rot90(frame.rgb, turns) if turns else frame.rgb
         if frame.index % every_n == 0 or counts["detected"] == 0:
-            boxes = detect(frame)
+            boxes = detect(Frame(frame.index, frame.timestamp_s, np.ascontiguousarray(upright)))
             counts["detected"] += 1
-        regions = redact_boxes(frame.rgb, boxes, mode, strength, padding)
+        regions = redact_boxes(upright, boxes, mode, strength, padding)
         counts["with_faces"] += bool(regions)
         counts["max_faces"] = max(counts["max_faces"], len(regions))
         if ctx is not None and total:
@@ -163,7 +169,9 @@ def redact_video(
 
     with tempfile.TemporaryDirectory(prefix="lensforge-redact-") as folder:
         target = Path(folder) / "redacted.mp4"
-        written = rewrite_video(video.path, target, redact, audio=audio, crf=crf)
+        written = rewrite_video(
+            video.path, target, redact, audio=audio, rotation=video.info.rotation, crf=crf
+        )
         artifact = VideoArtifact.from_file(
             target,
             width=written.width,

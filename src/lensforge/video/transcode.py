@@ -64,13 +64,17 @@ def rewrite_video(
     transform: Callable[[Frame], np.ndarray],
     *,
     audio: AudioPolicy = "copy",
+    rotation: int = 0,
     crf: int = 23,
     preset: str = "veryfast",
 ) -> Rewritten:
     """Write ``target`` (MP4) with every frame of ``source``'s first video stream passed
     through ``transform`` (it gets the frame, returns RGB pixels of the same size; it may
     change the frame's array in place and return it). ``transform`` may raise to stop: the
-    partly written ``target`` is then the caller's to delete."""
+    partly written ``target`` is then the caller's to delete. ``rotation`` (degrees, as
+    :class:`~lensforge.video.probe.VideoInfo` gives it) is written as the output's display
+    rotation: frames keep their stored orientation, players turn them as they did the
+    source's."""
     import av
     import numpy as np
 
@@ -88,6 +92,8 @@ def rewrite_video(
         with av.open(str(target), mode="w", format="mp4", options=options) as out:
             vout: Any = out.add_stream(codec, rate=fps_fraction(fps))
             vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+            if rotation % 360:
+                vout.set_display_rotation(rotation % 360)
             if codec == "libx264":
                 vout.options = {"crf": str(crf), "preset": preset}
             aout = out.add_stream_from_template(ain) if copy_audio and ain else None
