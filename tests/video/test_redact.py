@@ -21,7 +21,8 @@ from lensforge.execution.tool_runner import Outcome, ToolCall, ToolRunner
 from lensforge.media import MediaLimits
 from lensforge.registry import load_registry
 from lensforge.results import Box
-from lensforge.video.transcode import video_encoder
+from lensforge.video.frames import Frame
+from lensforge.video.transcode import rewrite_video, video_encoder
 from tests.support import png
 from tests.video.test_api import upload, wait
 
@@ -217,6 +218,31 @@ def test_a_turned_video_is_searched_upright(runner: ToolRunner, tmp_path: Path) 
         assert next(container.decode(video=0)).rotation == 90
     upright = np.rot90(first, 1)
     assert upright[FACE_Y + 30 : FACE_Y + FACE_H - 30, XS[0] + 25 : XS[0] + FACE_W - 25].max() < 20
+
+
+def test_odd_sizes_are_cropped_even_and_any_container_is_read(tmp_path: Path) -> None:
+    source = tmp_path / "odd.avi"
+    with av.open(str(source), mode="w", format="avi") as out:
+        stream: Any = out.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 161, 97, "yuvj444p"
+        for i in range(5):
+            pixels = np.full((97, 161, 3), 40 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    seen: list[tuple[int, tuple[int, ...]]] = []
+
+    def keep(frame: Frame) -> np.ndarray:
+        seen.append((frame.index, frame.rgb.shape))
+        return frame.rgb
+
+    written = rewrite_video(source, tmp_path / "even.mp4", keep)
+    assert (written.width, written.height, written.frames) == (160, 96, 5)
+    assert seen == [(i, (96, 160, 3)) for i in range(5)]
+    frames, facts = decode((tmp_path / "even.mp4").read_bytes())
+    assert facts["size"] == (160, 96) and len(frames) == 5
+    assert [round(float(f.mean()) / 40) for f in frames] == [0, 1, 2, 3, 4]
 
 
 def test_a_cancelled_job_stops_between_frames(runner: ToolRunner, clips: dict[str, bytes]) -> None:
