@@ -294,10 +294,12 @@ def test_redact_a_video_over_rest(client: TestClient, clips: dict[str, bytes]) -
     job = wait(client, submitted.json()["job_id"], timeout_s=120)
     assert job["status"] == "SUCCESS", job
     assert job["progress"] == 1.0
+    assert job["progress_message"] == f"frame {FRAMES} of {FRAMES}"  # the tool's own report
     result = client.get(f"/v1/jobs/{job['id']}/result").json()["result"]
     digest = result["video"]["blob"].removeprefix("sha256:")
     download = client.get(f"/v1/blobs/{digest}")
-    assert download.status_code == 200
+    assert download.status_code == 200, download.text
+    assert download.headers["content-type"] == "video/mp4"
     frames, facts = decode(download.content)
     assert facts["codec"] == "h264" and len(frames) == result["frames"] == FRAMES
     assert facts["audio"] == [("aac", SAMPLE_RATE)]
