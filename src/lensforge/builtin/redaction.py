@@ -128,6 +128,50 @@ class RedactedVideo(BaseModel):
 Detect = Callable[[Frame], list[Box]]
 
 
+class _FrameRedactor:
+    """The per-frame step of :func:`redact_video`: detect (every ``every_n``-th frame, the
+    others reuse the last boxes), redact, count, report progress; stop when cancelled."""
+
+    def __init__(
+        self,
+        detect: Detect,
+        *,
+        mode: RedactMode,
+        strength: float,
+        padding: float,
+        every_n: int,
+        rotation: int,
+        total: int,
+        ctx: ToolContext | None,
+    ) -> None:
+        self.detect, self.mode, self.strength, self.padding = detect, mode, strength, padding
+        self.every_n, self.total, self.ctx = every_n, total, ctx
+        self.turns = rotation % 360 // 90  # counter-clockwise quarter turns to upright
+        self.boxes: list[Box] = []
+        self.done = self.detected = self.with_faces = self.max_faces = 0
+
+    def __call__(self, frame: Frame) -> np.ndarray:
+        import numpy as np
+
+        if self.ctx is not None:
+            self.ctx.check_cancelled()
+        # Faces are found and redacted on the frame as it is shown (upright): a view of the
+        # stored pixels, so redacting the view changes them.
+        upright = np.rot90(frame.rgb, self.turns) if self.turns else frame.rgb
+        if self.done % self.every_n == 0:  # counted, not frame.index: pts may have gaps
+            shown = Frame(frame.index, frame.timestamp_s, np.ascontiguousarray(upright))
+            self.boxes = self.detect(shown)
+            self.detected += 1
+        regions = redact_boxes(upright, self.boxes, self.mode, self.strength, self.padding)
+        self.with_faces += bool(regions)
+        self.max_faces = max(self.max_faces, len(regions))
+        self.done += 1
+        if self.ctx is not None and self.total:
+            fraction = min(1.0, self.done / self.total)
+            self.ctx.progress(fraction, f"frame {self.done} of {self.total}")
+        return frame.rgb
+
+
 def redact_video(
     video: Video,
     detect: Detect,
@@ -142,31 +186,16 @@ def redact_video(
     ctx: ToolContext | None,
 ) -> RedactedVideo:
     """Copy ``video`` with the boxes ``detect`` finds redacted on every frame."""
-    total = video.info.frame_count
-    turns = video.info.rotation % 360 // 90  # counter-clockwise quarter turns to upright
-    boxes: list[Box] = []
-    counts = {"detected": 0, "with_faces": 0, "max_faces": 0}
-
-    def redact(frame: Frame) -> np.ndarray:
-        import numpy as np
-
-        if ctx is not None:
-            ctx.check_cancelled()
-        nonlocal boxes
-        # faces are found and redacted on the frame as it is shown (upright): a view of the
-        # stored pixels, so redacting it changes them
-        upright = np.rot90(frame.rgb, turns) if turns else frame.rgb
-        if frame.index % every_n == 0 or counts["detected"] == 0:
-            boxes = detect(Frame(frame.index, frame.timestamp_s, np.ascontiguousarray(upright)))
-            counts["detected"] += 1
-        regions = redact_boxes(upright, boxes, mode, strength, padding)
-        counts["with_faces"] += bool(regions)
-        counts["max_faces"] = max(counts["max_faces"], len(regions))
-        if ctx is not None and total:
-            done = frame.index + 1
-            ctx.progress(min(1.0, done / total), f"frame {done} of {total}")
-        return frame.rgb
-
+    redact = _FrameRedactor(
+        detect,
+        mode=mode,
+        strength=strength,
+        padding=padding,
+        every_n=every_n,
+        rotation=video.info.rotation,
+        total=video.info.frame_count,
+        ctx=ctx,
+    )
     with tempfile.TemporaryDirectory(prefix="lensforge-redact-") as folder:
         target = Path(folder) / "redacted.mp4"
         written = rewrite_video(
@@ -183,9 +212,9 @@ def redact_video(
     return RedactedVideo(
         video=artifact,
         frames=written.frames,
-        frames_detected=counts["detected"],
-        frames_with_faces=counts["with_faces"],
-        max_faces=counts["max_faces"],
+        frames_detected=redact.detected,
+        frames_with_faces=redact.with_faces,
+        max_faces=redact.max_faces,
         audio=written.audio,
         mode=mode,
         detector=detector,
