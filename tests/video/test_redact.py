@@ -21,6 +21,7 @@ from lensforge.execution.tool_runner import Outcome, ToolCall, ToolRunner
 from lensforge.media import MediaLimits
 from lensforge.registry import load_registry
 from lensforge.results import Box
+from lensforge.video import VideoLimits
 from lensforge.video.frames import Frame
 from lensforge.video.transcode import rewrite_video, video_encoder
 from tests.support import png
@@ -269,6 +270,16 @@ def test_an_image_is_refused_as_a_video(runner: ToolRunner) -> None:
     assert outcome.error["error"]["details"]["field"] == "video"
     bad = runner.run(ToolCall("faces", "redact_video", {"video": {"blob": ref}, "every_n": 0}))
     assert bad.error is not None and bad.error["error"]["code"] == "validation_error"
+
+
+def test_the_video_limits_apply(runner: ToolRunner, clips: dict[str, bytes]) -> None:
+    limits = MediaLimits(video=VideoLimits(max_frames=FRAMES - 1))
+    small = ToolRunner(runner.registry, runner.blobs, limits)
+    ref = runner.blobs.put(clips["silent"])
+    outcome = small.run(ToolCall("faces", "redact_video", {"video": {"blob": ref}}))
+    assert outcome.error is not None
+    assert outcome.error["error"]["code"] == "payload_too_large"
+    assert outcome.error["error"]["details"]["max_frames"] == FRAMES - 1
 
 
 def test_the_image_path_shares_the_pixel_operation() -> None:
