@@ -1,4 +1,5 @@
-"""The ``faces`` plugin: find faces, and redact them (blur, pixelate or fill).
+"""The ``faces`` plugin: find faces, and redact them (blur, pixelate or fill) in images and
+videos (the pixel operation and the video loop live in :mod:`lensforge.builtin.redaction`).
 
 Two detectors, both shipped inside Python packages (nothing is downloaded):
 
@@ -25,10 +26,20 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from lensforge.builtin.redaction import (
+    Mode,
+    Padding,
+    RedactedVideo,
+    Strength,
+    redact_boxes,
+    redact_video,
+)
 from lensforge.errors import ValidationError
 from lensforge.media import Image
 from lensforge.plugin import Plugin, ToolContext, tool
 from lensforge.results import Box, Detection, ImageArtifact
+from lensforge.video.frames import Frame
+from lensforge.video.media import Video
 
 if TYPE_CHECKING:
     import numpy as np
@@ -116,7 +127,7 @@ class FacesPlugin(Plugin):
     """Face detection and redaction (CenterFace ONNX when installed, else Haar cascades)."""
 
     name = "faces"
-    version = "1.1.0"
+    version = "1.2.0"
     requires_packages = ("cv2", "numpy")
     install_hint = (
         "pip install 'opencv-python-headless>=4.10,<5' (and for the better detector: "
@@ -313,23 +324,9 @@ class FacesPlugin(Plugin):
     def redact(
         self,
         image: Image,
-        mode: Annotated[
-            Literal["blur", "pixelate", "fill"],
-            Field(description="blur (Gaussian), pixelate (coarse blocks) or fill (black)."),
-        ] = "blur",
-        strength: Annotated[
-            float,
-            Field(
-                gt=0,
-                le=1,
-                description="blur: sigma = strength x face size / 4; pixelate: block edge = "
-                "strength x face size / 4 (at least 2 px); ignored by fill.",
-            ),
-        ] = 0.5,
-        padding: Annotated[
-            float,
-            Field(ge=0, le=1, description="Grow each face box by this share of its size."),
-        ] = 0.15,
+        mode: Mode = "blur",
+        strength: Strength = 0.5,
+        padding: Padding = 0.15,
         format: Annotated[
             Literal["PNG", "JPEG", "WEBP"],
             Field(description="Encoding of the copy; PNG keeps every other pixel as it was."),
@@ -343,7 +340,6 @@ class FacesPlugin(Plugin):
         import numpy as np
         from PIL import Image as PILImageModule
 
-        cv2 = self._cv2
         faces, chosen = self._detect(image, min_size, threshold, detector)
         if ctx is not None:
             ctx.check_cancelled()
@@ -353,33 +349,68 @@ class FacesPlugin(Plugin):
         if format == "JPEG" and pil.mode == "RGBA":
             pil = pil.convert("RGB")
         pixels = np.array(pil)  # a writable copy
-        regions: list[Box] = []
-        for face in faces:
-            assert face.box is not None
-            box = face.box
-            pad_x, pad_y = box.width * padding, box.height * padding
-            x0 = max(0, math.floor(box.x - pad_x))
-            y0 = max(0, math.floor(box.y - pad_y))
-            x1 = min(pixels.shape[1], math.ceil(box.x + box.width + pad_x))
-            y1 = min(pixels.shape[0], math.ceil(box.y + box.height + pad_y))
-            if x1 <= x0 or y1 <= y0:
-                continue
-            # colour channels only: alpha stays as it was
-            view = pixels[y0:y1, x0:x1, :3] if pixels.ndim == 3 else pixels[y0:y1, x0:x1]
-            roi = np.ascontiguousarray(view)
-            size = max(x1 - x0, y1 - y0)
-            if mode == "blur":
-                sigma = max(1.0, strength * size / 4)
-                view[...] = cv2.GaussianBlur(roi, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-            elif mode == "pixelate":
-                block = max(2, round(strength * size / 4))
-                small = (max(1, (x1 - x0) // block), max(1, (y1 - y0) // block))
-                coarse = cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
-                view[...] = cv2.resize(coarse, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
-            else:
-                view[...] = 0
-            regions.append(Box(x=x0, y=y0, width=x1 - x0, height=y1 - y0))
+        boxes = [face.box for face in faces if face.box is not None]
+        regions = redact_boxes(pixels, boxes, mode, strength, padding)
         artifact = ImageArtifact.from_pil(PILImageModule.fromarray(pixels), format)
         return RedactedImage(
             image=artifact, faces=faces, regions=regions, mode=mode, detector=chosen
+        )
+
+    @tool(timeout_s=3600, long=True)
+    def redact_video(
+        self,
+        video: Video,
+        mode: Mode = "blur",
+        strength: Strength = 0.5,
+        padding: Padding = 0.15,
+        every_n: Annotated[
+            int,
+            Field(
+                ge=1,
+                le=300,
+                description="Detect faces on every n-th frame only; the frames between reuse "
+                "the last boxes (faster; keep padding wide enough for the motion).",
+            ),
+        ] = 1,
+        audio: Annotated[
+            Literal["copy", "drop"],
+            Field(
+                description="copy: the source's audio packets, unchanged, when MP4 "
+                "carries their codec (AAC, MP3, Opus, ...; else dropped); drop: no audio."
+            ),
+        ] = "copy",
+        crf: Annotated[
+            int,
+            Field(
+                ge=0,
+                le=51,
+                description="H.264 quality (libx264's constant rate factor): lower is better "
+                "and larger; 18 looks lossless, 23 is FFmpeg's default.",
+            ),
+        ] = 20,
+        min_size: MinSize = 24,
+        threshold: Threshold = 0.5,
+        detector: DetectorOption = "auto",
+        ctx: ToolContext | None = None,
+    ) -> RedactedVideo:
+        """Copy a video with every detected face blurred, pixelated or filled on every frame:
+        H.264 in MP4 at the source's frame rate and size, audio copied or dropped (see
+        docs/video.md). Faces are found as faces.redact finds them, frame by frame."""
+        chosen = self._choose(detector)
+
+        def detect(frame: Frame) -> list[Box]:
+            faces, _ = self._detect(frame.image(), min_size, threshold, chosen)
+            return [face.box for face in faces if face.box is not None]
+
+        return redact_video(
+            video,
+            detect,
+            mode=mode,
+            strength=strength,
+            padding=padding,
+            every_n=every_n,
+            audio=audio,
+            crf=crf,
+            detector=chosen,
+            ctx=ctx,
         )
