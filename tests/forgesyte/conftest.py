@@ -22,6 +22,7 @@ DISTRIBUTIONS = {
     "fs_legacy": ("forgesyte-fs-legacy", "0.3.0", "fs_legacy", "fs_legacy:Plugin"),
     "fs_missing": ("forgesyte-fs-missing", "1.0.0", "fs_missing", "fs_missing:Plugin"),
     "fs_ocr": ("forgesyte-fs-ocr", "1.0.0", "ocr", "fs_ocr:Plugin"),
+    "fs_video": ("forgesyte-fs-video", "0.4.0", "fs-video", "fs_video:Plugin"),
 }
 
 

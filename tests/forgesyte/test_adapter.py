@@ -45,8 +45,16 @@ def test_each_plugin_is_listed_with_its_schemas_or_why_it_cannot_run(client: Tes
     shapes = plugins["fs_shapes"]  # ForgeSyte's "fs-shapes", named for LensForge
     assert shapes["version"] == "2.1.0"
     tools = {tool["name"]: tool for tool in shapes["tools"]}
-    assert list(tools) == ["measure", "color", "broken_output", "steps", "hang", "crash"]
-    assert "video_track" not in tools  # a video tool waits for Video inputs
+    assert list(tools) == [
+        "measure",
+        "color",
+        "broken_output",
+        "steps",
+        "hang",
+        "crash",
+        "video_track",
+    ]
+    assert tools["video_track"]["video_inputs"] == ["video_path"]  # a LensForge Video input
     measure = tools["measure"]
     assert measure["media_inputs"] == ["image_bytes"]
     assert measure["input_schema"]["properties"]["image_bytes"]["x-lensforge-media"] == "image"
