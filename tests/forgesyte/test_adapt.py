@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,11 @@ import pytest
 from lensforge.errors import RegistrationError, ValidationError
 from lensforge.forgesyte import adapt, frame_progress, parse_frame_progress
 from lensforge.forgesyte.adapter import bind
-from lensforge.forgesyte.schemas import with_media
+from lensforge.forgesyte.schemas import read_only_copy, with_media
 from lensforge.media import Video
 from lensforge.plugin import ToolContext
 from lensforge.tools import collect_tools
-from tests.video.clips import write_scene_clip
+from tests.video.clips import write_scene_clip, write_with
 
 IMAGE = {"type": "string", "format": "binary"}
 
@@ -91,6 +92,19 @@ def test_a_video_tool_takes_a_video_and_gets_a_read_only_copy_removed_afterwards
     assert not seen["path"].exists() and not seen["path"].parent.exists()
     assert progress == [(0.25, "frame 1/4")]
     assert clip.stat().st_mode & 0o200  # the original is left as it was
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "suffix"), [("avi", "mpeg4", ".avi"), ("matroska", "libx264", ".mkv")]
+)
+def test_the_copy_keeps_the_container_s_extension(
+    tmp_path: Path, container: str, codec: str, suffix: str
+) -> None:
+    clip = write_with(tmp_path / "clip", container, codec, frames=5)
+    with contextlib.ExitStack() as files:
+        copy = Path(read_only_copy(Video.open(clip), files))
+        assert copy.suffix == suffix and copy.read_bytes() == clip.read_bytes()
+    assert not copy.exists()
 
 
 def test_a_manifest_saying_video_adds_the_video_path_argument() -> None:

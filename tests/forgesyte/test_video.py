@@ -4,16 +4,13 @@ read-only temporary copy through ``video_path`` and reporting frames as progress
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from lensforge.api import create_app
-from lensforge.settings import Settings
+from tests.forgesyte.support import poll
 from tests.support import png
 from tests.video.clips import write_scene_clip
 
@@ -27,19 +24,6 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return write_scene_clip(path, scenes=1, scene_s=1.0, width=160, height=96).read_bytes()
 
 
-@pytest.fixture
-def client(installed: Path, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'lensforge.db'}",
-        data_dir=tmp_path / "data",
-        workers=2,
-        poll_interval_s=0.05,
-        executor="thread",
-    )
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
 def _submit(
     client: TestClient, data: bytes, headers: dict[str, str] | None = None, **query: Any
 ) -> Any:
@@ -51,18 +35,6 @@ def _submit(
     )
 
 
-def _poll(client: TestClient, job_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"{PREFIX}/v1/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("completed", "failed"):
-            return job
-        assert job["status"] in ("pending", "running")
-        assert 0 <= job["progress"] <= 100
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def test_a_video_job_runs_on_a_read_only_copy_that_is_removed_afterwards(
     client: TestClient, clip: bytes
 ) -> None:
@@ -72,7 +44,7 @@ def test_a_video_job_runs_on_a_read_only_copy_that_is_removed_afterwards(
     assert set(body) == {"job_id", "plugin", "status", "submitted_at", "tool"}
     assert (body["plugin"], body["tool"], body["status"]) == ("fs-video", "count_frames", "queued")
 
-    job = _poll(client, body["job_id"])
+    job = poll(client, body["job_id"])
     assert job["status"] == "completed", job
     assert (job["job_type"], job["progress"], job["error_message"]) == ("video", 100, None)
     assert job["summary"] == {"frame_count": FRAMES, "detection_count": 0, "classes": []}
@@ -124,7 +96,7 @@ def test_several_video_tools_and_capability_routing(client: TestClient, clip: by
     both = _submit(client, clip, tool=["count_frames", "brightness"])
     assert both.status_code == 200, both.text
     assert both.json()["tools"] == ["count_frames", "brightness"]
-    job = _poll(client, both.json()["job_id"])
+    job = poll(client, both.json()["job_id"])
     assert (job["status"], job["job_type"], job["tools_total"]) == ("completed", "video_multi", 2)
     merged = client.get(job["result_url"]).json()
     assert merged["total_frames"] == FRAMES and len(merged["frames"]) == FRAMES
@@ -188,7 +160,7 @@ def test_bad_video_submits_answer_forgesyte_s_detail_with_lensforge_s_code(
 def test_a_video_tool_breaking_its_output_schema_fails_the_job(
     client: TestClient, clip: bytes
 ) -> None:
-    job = _poll(client, _submit(client, clip, tool="broken").json()["job_id"])
+    job = poll(client, _submit(client, clip, tool="broken").json()["job_id"])
     assert job["status"] == "failed" and "output schema" in job["error_message"]
 
 
@@ -200,7 +172,7 @@ def test_another_tenant_cannot_see_a_video_job(client: TestClient, clip: bytes) 
     assert _submit(client, clip, tool="count_frames").status_code == 401
     assert _submit(client, clip, tool="count_frames", headers=as_bob).status_code == 403
     job_id = _submit(client, clip, tool="count_frames", headers=as_alice).json()["job_id"]
-    assert _poll(client, job_id, as_alice)["status"] == "completed"
+    assert poll(client, job_id, as_alice)["status"] == "completed"
 
     assert client.get(f"{PREFIX}/v1/jobs/{job_id}", headers=as_bob).status_code == 404
     assert client.get(f"{PREFIX}/v1/jobs/{job_id}/result", headers=as_bob).status_code == 404

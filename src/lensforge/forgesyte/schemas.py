@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import mimetypes
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -65,8 +64,8 @@ def read_only_copy(video: Video, files: contextlib.ExitStack) -> str:
     plugin that wrote to its ``video_path`` would corrupt it for every job naming it.
     """
     folder = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="lensforge-video-")))
-    suffix = mimetypes.guess_extension(video.info.media_type) or ""
-    copy = folder / f"input{suffix}"
+    # The container's usual extension (mp4, webm, mkv, avi): some plugins pick a reader by it.
+    copy = folder / f"input.{video.info.container}"
     shutil.copyfile(video.path, copy)
     copy.chmod(0o444)
     return str(copy)

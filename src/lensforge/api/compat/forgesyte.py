@@ -2,10 +2,11 @@
 default, so they never clash with LensForge's own ``/v1/...``).
 
 Same request and response shapes as ForgeSyte's server (docs/forgesyte.md lists each one);
-every route reaches the execution layer through ``services.analysis``, so each image is a
-durable LensForge job with its timeouts, isolation and cancel. Errors are ForgeSyte's
-``{"detail": "..."}`` with LensForge's ``code`` and error envelope beside it. A caller sees
-only its own jobs (another tenant's job is 404), as on LensForge's routes.
+every route reaches the execution layer through ``services.analysis``, so each image or video
+is a durable LensForge job with its timeouts, isolation and cancel. The submits (image and
+video) are in :mod:`.forgesyte_submit`, the shapes in :mod:`.forgesyte_views`. Errors are
+ForgeSyte's ``{"detail": "..."}`` with LensForge's ``code`` and error envelope beside it. A
+caller sees only its own jobs (another tenant's job is 404), as on LensForge's routes.
 
 Mount with ``app.include_router(build_router(settings.forgesyte_prefix))``; each route's
 scope is in :func:`route_scopes`.

@@ -14,7 +14,7 @@ tool's job names that blob as its video input.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -32,65 +32,71 @@ from lensforge.security.keys import Caller
 from lensforge.store import JobRecord
 from lensforge.tools import ToolSpec
 
-PluginId = Annotated[str, Query(max_length=128)]
-Tools = Annotated[list[str] | None, Query()]
-
 
 def add_routes(router: APIRouter) -> None:
     """Declare the submit routes on ForgeSyte's ``router``."""
+    for kind, input_type in (("image", "image_bytes"), ("video", "video")):
+        router.add_api_route(
+            f"/v1/{kind}/submit",
+            _endpoint(input_type),
+            methods=["POST"],
+            name=f"submit_{kind}",
+            summary=f"Submit {'an' if kind == 'image' else 'a'} {kind} job (ForgeSyte)",
+        )
 
-    @router.post("/v1/image/submit", summary="Submit an image job (ForgeSyte)")
-    async def submit_image(
+
+def _endpoint(input_type: str) -> Callable[..., Coroutine[Any, Any, FastJSONResponse]]:
+    async def submit(
         request: Request,
         analysis: AnalysisDep,
         caller: CallerDep,
-        plugin_id: PluginId,
-        tool: Tools = None,
-        logical_tool_id: Tools = None,
+        plugin_id: Annotated[str, Query(max_length=128)],
+        tool: Annotated[list[str] | None, Query()] = None,
+        logical_tool_id: Annotated[list[str] | None, Query()] = None,
     ) -> FastJSONResponse:
-        record = views.find_plugin(analysis.registry, plugin_id)
-        specs = chosen_tools(record, tool, logical_tool_id, "image_bytes")
+        chosen = (plugin_id, tool, logical_tool_id)
+        return await _submit(request, analysis, caller, chosen, input_type)
+
+    return submit
+
+
+async def _submit(
+    request: Request,
+    analysis: AnalysisExecutionService,
+    caller: Caller,
+    chosen: tuple[str, list[str] | None, list[str] | None],
+    input_type: str,
+) -> FastJSONResponse:
+    """A submit: the tools checked first, then the file read (an image) or streamed into
+    the blob store (a video), then one job per tool."""
+    plugin_id, tool, logical = chosen
+    record = views.find_plugin(analysis.registry, plugin_id)
+    specs = chosen_tools(record, tool, logical, input_type)
+    if input_type == "video":
+        stored = await store_video(analysis, request, caller)
+
+        def media(spec: ToolSpec) -> dict[str, Any]:
+            return {"inputs": {spec.video_fields[0]: {"blob": stored.blob}}}
+    else:
         form = await read_form(request, max_files=1, max_fields=8)
         data = next((content for field, content in form.files if field == "file"), None)
         if data is None:
             raise ValidationError("The form needs the image as a file field named 'file'.")
 
-        def image_job(spec: ToolSpec) -> AnalysisRequest:
-            return AnalysisRequest(
-                plugin=record.name,
-                tool=spec.name,
-                uploads={spec.media_fields[0]: data},
-                owner=caller.id,
-                admin=caller.admin,
-            )
+        def media(spec: ToolSpec) -> dict[str, Any]:
+            return {"uploads": {spec.media_fields[0]: data}}
 
-        jobs = await submit_all(analysis, specs, image_job)
-        return FastJSONResponse(submitted(record, plugin_id, jobs, specs, logical_tool_id))
+    def job(spec: ToolSpec) -> AnalysisRequest:
+        return AnalysisRequest(
+            plugin=record.name,
+            tool=spec.name,
+            owner=caller.id,
+            admin=caller.admin,
+            **media(spec),
+        )
 
-    @router.post("/v1/video/submit", summary="Submit a video job (ForgeSyte)")
-    async def submit_video(
-        request: Request,
-        analysis: AnalysisDep,
-        caller: CallerDep,
-        plugin_id: PluginId,
-        tool: Tools = None,
-        logical_tool_id: Tools = None,
-    ) -> FastJSONResponse:
-        record = views.find_plugin(analysis.registry, plugin_id)
-        specs = chosen_tools(record, tool, logical_tool_id, "video")
-        stored = await store_video(analysis, request, caller)
-
-        def video_job(spec: ToolSpec) -> AnalysisRequest:
-            return AnalysisRequest(
-                plugin=record.name,
-                tool=spec.name,
-                inputs={spec.video_fields[0]: {"blob": stored.blob}},
-                owner=caller.id,
-                admin=caller.admin,
-            )
-
-        jobs = await submit_all(analysis, specs, video_job)
-        return FastJSONResponse(submitted(record, plugin_id, jobs, specs, logical_tool_id))
+    jobs = await submit_all(analysis, specs, job)
+    return FastJSONResponse(submitted(record, plugin_id, jobs, specs, logical))
 
 
 def chosen_tools(
