@@ -177,3 +177,21 @@ def test_another_tenant_cannot_see_a_video_job(client: TestClient, clip: bytes) 
     assert client.get(f"{PREFIX}/v1/jobs/{job_id}", headers=as_bob).status_code == 404
     assert client.get(f"{PREFIX}/v1/jobs/{job_id}/result", headers=as_bob).status_code == 404
     assert client.get(f"{PREFIX}/v1/jobs", headers=as_bob).json() == {"jobs": [], "count": 0}
+
+
+def test_lensforge_s_own_routes_run_the_forgesyte_video_tool(
+    client: TestClient, clip: bytes
+) -> None:
+    """Adapted, a ForgeSyte video tool is a LensForge video tool like any other."""
+    listing = client.get("/v1/plugins/fs_video").json()
+    tools = {tool["name"]: tool for tool in listing["tools"]}
+    assert tools["count_frames"]["video_inputs"] == ["video_path"]
+    answer = client.post(
+        "/v1/analyze",
+        data={"plugin": "fs_video.count_frames"},
+        files={"video_path": ("clip.mp4", clip, "video/mp4")},
+    )
+    assert answer.status_code == 200, answer.text
+    result = answer.json()["result"]
+    assert (result["total_frames"], result["read_only"]) == (FRAMES, True)
+    assert not Path(result["video_path"]).exists()

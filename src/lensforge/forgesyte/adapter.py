@@ -115,8 +115,11 @@ class ForgeSytePlugin(Plugin):
         temporary files its media arguments needed are gone once it has returned."""
         handler = _handler(self.target, tool)
 
-        def progress(current: int, total: int) -> None:
-            ctx.progress(*frame_progress(current, total))
+        # ForgeSyte's worker lets a plugin leave out the total: the video's frame count.
+        frames = next((v.info.frame_count for v in inputs.values() if isinstance(v, Video)), 0)
+
+        def progress(current: int, total: int | None = None) -> None:
+            ctx.progress(*frame_progress(current, total or frames))
 
         files = contextlib.ExitStack()
         try:
@@ -169,7 +172,7 @@ def _accepts(handler: Callable[..., Any]) -> tuple[frozenset[str], bool]:
 
 
 def bind(
-    handler: Callable[..., Any], values: dict[str, Any], progress: Callable[[int, int], None]
+    handler: Callable[..., Any], values: dict[str, Any], progress: Callable[..., None]
 ) -> dict[str, Any]:
     """Keyword arguments for ``handler``: inputs it names (or all, with ``**kwargs``), the
     rest gathered into ``options``, and ``progress_callback`` when it takes one."""
