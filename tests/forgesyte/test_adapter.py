@@ -3,14 +3,12 @@ distributions, listed with their schemas, run as jobs through the ToolRunner."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from lensforge.api import create_app
 from lensforge.registry import load_registry
 from lensforge.settings import Settings
 from tests.support import b64, png
@@ -24,12 +22,6 @@ def _settings(tmp_path: Path, executor: str = "thread") -> Settings:
         poll_interval_s=0.05,
         executor=executor,  # type: ignore[arg-type]
     )
-
-
-@pytest.fixture
-def client(installed: Path, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(_settings(tmp_path))) as test_client:
-        yield test_client
 
 
 def _analyze(client: TestClient, plugin: str, tool: str, **inputs: object) -> dict[str, object]:

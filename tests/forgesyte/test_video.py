@@ -4,12 +4,14 @@ read-only temporary copy through ``video_path`` and reporting frames as progress
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from lensforge.settings import Settings
 from tests.forgesyte.support import poll
 from tests.support import png
 from tests.video.clips import write_scene_clip
@@ -195,3 +197,29 @@ def test_lensforge_s_own_routes_run_the_forgesyte_video_tool(
     result = answer.json()["result"]
     assert (result["total_frames"], result["read_only"]) == (FRAMES, True)
     assert not Path(result["video_path"]).exists()
+
+
+def test_an_mcp_call_runs_the_forgesyte_video_tool_on_a_stored_video(
+    installed: Path, tmp_path: Path, clip: bytes
+) -> None:
+    from lensforge.wiring import Services
+    from tests.mcp_server.support import run
+
+    async def call(session: Any, services: Services) -> Any:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield clip
+
+        stored = await services.analysis.upload(chunks(), "mcp")
+        listed = await session.list_tools()
+        name = next(t.name for t in listed.tools if "fs_video" in t.name and "count" in t.name)
+        return await session.call_tool(name, {"video_path": {"blob": stored.blob}})
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'lensforge.db'}", data_dir=tmp_path / "data"
+    )
+    result = run(settings, call)
+    content = getattr(result, "structured_content", None) or getattr(
+        result, "structuredContent", None
+    )
+    assert content is not None, result
+    assert (content["total_frames"], content["read_only"]) == (FRAMES, True)
