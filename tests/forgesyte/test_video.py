@@ -4,6 +4,7 @@ read-only temporary copy through ``video_path`` and reporting frames as progress
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,62 @@ def test_bad_video_submits_answer_forgesyte_s_detail_with_lensforge_s_code(
     assert client.get(f"{PREFIX}/v1/jobs").json()["count"] == 0  # nothing was queued
 
 
+def test_the_web_ui_s_two_steps_upload_then_job(client: TestClient, clip: bytes) -> None:
+    uploaded = client.post(
+        f"{PREFIX}/v1/video/upload",
+        params={"plugin_id": "fs-video"},
+        files={"file": ("clip.mp4", clip, "video/mp4")},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    video_path = uploaded.json()["video_path"]
+    assert re.fullmatch(r"video/input/[0-9a-f]{64}\.mp4", video_path)
+    assert client.get(f"{PREFIX}/v1/jobs").json()["count"] == 0  # no job yet
+
+    body = {"plugin_id": "fs-video", "video_path": video_path}
+    started = client.post(
+        f"{PREFIX}/v1/video/job", json={**body, "lockedTools": ["count_frames", "brightness"]}
+    )
+    assert started.status_code == 200, started.text
+    assert set(started.json()) == {"job_id"}
+    job = poll(client, started.json()["job_id"])
+    assert (job["status"], job["job_type"], job["tools"]) == (
+        "completed",
+        "video_multi",
+        ["count_frames", "brightness"],
+    )
+
+    unknown = client.post(
+        f"{PREFIX}/v1/video/job",
+        json={**body, "video_path": "video/input/" + "0" * 64 + ".mp4", "lockedTools": ["broken"]},
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["detail"] == f"Video file not found: video/input/{'0' * 64}.mp4"
+    a_path = client.post(
+        f"{PREFIX}/v1/video/job",
+        json={**body, "video_path": "/etc/passwd", "lockedTools": ["broken"]},
+    )
+    assert a_path.json()["detail"] == "Video file not found: /etc/passwd"
+    no_tools = client.post(f"{PREFIX}/v1/video/job", json={**body, "lockedTools": []})
+    assert (no_tools.status_code, no_tools.json()["code"]) == (400, "validation_error")
+    image_tool = client.post(
+        f"{PREFIX}/v1/video/job",
+        json={**body, "plugin_id": "fs-shapes", "lockedTools": ["measure"]},
+    )
+    assert image_tool.json()["detail"].startswith("Tool 'measure' does not support video input")
+    image = client.post(
+        f"{PREFIX}/v1/video/upload",
+        params={"plugin_id": "fs-video"},
+        files={"file": ("a.png", png(), "image/png")},
+    )
+    assert (image.status_code, image.json()["code"]) == (400, "unsupported_media_type")
+    nowhere = client.post(
+        f"{PREFIX}/v1/video/upload",
+        params={"plugin_id": "nope"},
+        files={"file": ("clip.mp4", clip, "video/mp4")},
+    )
+    assert nowhere.json()["detail"] == "Plugin 'nope' not found"
+
+
 def test_a_video_tool_breaking_its_output_schema_fails_the_job(
     client: TestClient, clip: bytes
 ) -> None:
@@ -179,6 +236,19 @@ def test_another_tenant_cannot_see_a_video_job(client: TestClient, clip: bytes) 
     assert client.get(f"{PREFIX}/v1/jobs/{job_id}", headers=as_bob).status_code == 404
     assert client.get(f"{PREFIX}/v1/jobs/{job_id}/result", headers=as_bob).status_code == 404
     assert client.get(f"{PREFIX}/v1/jobs", headers=as_bob).json() == {"jobs": [], "count": 0}
+
+    # Another tenant cannot start a job on a video it did not upload, even knowing its path.
+    _, carol = keys.create("carol", ("analyze", "read"))
+    uploaded = client.post(
+        f"{PREFIX}/v1/video/upload",
+        params={"plugin_id": "fs-video"},
+        files={"file": ("clip.mp4", clip, "video/mp4")},
+        headers=as_alice,
+    ).json()
+    body = {"plugin_id": "fs-video", "lockedTools": ["count_frames"], **uploaded}
+    stolen = client.post(f"{PREFIX}/v1/video/job", json=body, headers={"X-API-Key": carol})
+    assert stolen.status_code == 400 and stolen.json()["detail"].startswith("Video file not found")
+    assert client.post(f"{PREFIX}/v1/video/job", json=body, headers=as_alice).status_code == 200
 
 
 def test_lensforge_s_own_routes_run_the_forgesyte_video_tool(

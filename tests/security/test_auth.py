@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import tempfile
 from collections.abc import Iterator
@@ -130,11 +131,15 @@ def body_for(method: str, path: str) -> dict[str, Any]:
         return {"json": {"name": "matrix", "scopes": ["read"]}}
     if path == "/v1/blobs" and method == "POST":
         return {"content": png(8, 8)}
-    if path.endswith("/v1/video/submit"):
+    if path.endswith(("/v1/video/submit", "/v1/video/upload")):
         return {
             "params": {"plugin_id": "video", "tool": "info"},
             "files": {"file": ("a.mp4", small_clip(), "video/mp4")},
         }
+    if path.endswith("/v1/video/job"):  # the clip, uploaded by the caller (assert_allowed)
+        digest = hashlib.sha256(small_clip()).hexdigest()
+        video_path = f"video/input/{digest}.mp4"
+        return {"json": {"plugin_id": "video", "video_path": video_path, "lockedTools": ["info"]}}
     if path.endswith("/v1/image/submit"):
         return {
             "params": {"plugin_id": "testing", "tool": "size"},
@@ -318,6 +323,8 @@ def assert_allowed(fx: Fixtures, route: tuple[str, str], tenant: Tenant) -> None
     secure = fx.secure
     owner = tenant if tenant is not secure.admin else secure.alice
     url = path_for(fx, method, path, owner, live=True)
+    if path.endswith("/v1/video/job"):  # a job starts on a video its caller uploaded
+        secure.client.post("/v1/blobs", content=small_clip(), headers=owner.headers)
     response = call(secure.client, method, url, tenant.headers, **body_for(method, path))
     if path == "/mcp":  # MCP protocol answers (406, 400...) are fine: auth let it through
         assert response.status_code not in (401, 403, 404, 429), response.text

@@ -55,6 +55,8 @@ _READ, _ANALYZE = "read", "analyze"
 ROUTES: tuple[tuple[str, str, str], ...] = (  # (method, path below the prefix, scope)
     ("POST", "/v1/image/submit", _ANALYZE),
     ("POST", "/v1/video/submit", _ANALYZE),
+    ("POST", "/v1/video/upload", _ANALYZE),
+    ("POST", "/v1/video/job", _ANALYZE),
     ("GET", "/v1/jobs", _READ),
     ("GET", "/v1/jobs/{job_id}", _READ),
     ("GET", "/v1/jobs/{job_id}/result", _READ),

@@ -1,29 +1,35 @@
-"""ForgeSyte's submit routes: ``POST {prefix}/v1/image/submit`` and ``.../v1/video/submit``.
+"""ForgeSyte's submit routes: ``POST {prefix}/v1/image/submit`` and ``.../v1/video/submit``,
+and the two steps of its web UI's video flow, ``.../v1/video/upload`` then ``.../v1/video/job``.
 
-Both take ForgeSyte's request (multipart ``file``; ``plugin_id``, repeatable ``tool`` or
-``logical_tool_id`` in the query) and answer its shape (``job_id``, ``plugin``, ``tool`` or
+The submits take ForgeSyte's request (multipart ``file``; ``plugin_id``, repeatable ``tool``
+or ``logical_tool_id`` in the query) and answer its shape (``job_id``, ``plugin``, ``tool`` or
 ``tools``, ``status: "queued"``, ``submitted_at``). A ForgeSyte job with several tools is one
 LensForge job per tool, all made or none (see :mod:`.forgesyte_views`).
 
 An image is read whole (it is capped small). A video is streamed from the request into the
 blob store (:class:`~.file_stream.FileStream`, then LensForge's upload path: the bytes decide
 it is a video, LensForge's video limits and probe apply) and becomes the caller's blob; each
-tool's job names that blob as its video input.
+tool's job names that blob as its video input. The upload step answers the blob as
+ForgeSyte's ``video_path`` (``video/input/<sha256>.<container>``), which the job step names
+again: only the caller that uploaded it may.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
 
 from lensforge.api.compat import forgesyte_views as views
 from lensforge.api.compat.file_stream import FileStream
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.multipart import read_form
 from lensforge.api.responses import FastJSONResponse
+from lensforge.blobs import parse_digest
 from lensforge.errors import LensForgeError, UnsupportedMediaType, ValidationError, utc_timestamp
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
 from lensforge.execution.uploads import SNIFF_AFTER, StoredUpload, kind_of
@@ -31,6 +37,18 @@ from lensforge.registry import PluginRecord
 from lensforge.security.keys import Caller
 from lensforge.store import JobRecord
 from lensforge.tools import ToolSpec
+
+VIDEO_PATH = re.compile(r"^video/input/([0-9a-f]{64})\.[a-z0-9]{1,8}$")
+
+
+class VideoJobBody(BaseModel):
+    """ForgeSyte's ``POST /v1/video/job`` body."""
+
+    plugin_id: str = Field(min_length=1, max_length=128)
+    video_path: str = Field(max_length=200, description="What POST /v1/video/upload answered.")
+    lockedTools: list[str] = Field(  # ForgeSyte's name
+        min_length=1, max_length=views.MAX_TOOLS_PER_JOB, description="The tools to run."
+    )
 
 
 def add_routes(router: APIRouter) -> None:
@@ -43,6 +61,39 @@ def add_routes(router: APIRouter) -> None:
             name=f"submit_{kind}",
             summary=f"Submit {'an' if kind == 'image' else 'a'} {kind} job (ForgeSyte)",
         )
+
+    @router.post("/v1/video/upload", summary="Upload a video for a later job (ForgeSyte)")
+    async def upload_video(
+        request: Request,
+        analysis: AnalysisDep,
+        caller: CallerDep,
+        plugin_id: Annotated[str, Query(max_length=128)],
+    ) -> FastJSONResponse:
+        views.find_plugin(analysis.registry, plugin_id)
+        stored = await store_video(analysis, request, caller)
+        container = str(stored.facts.get("container") or "mp4")
+        return FastJSONResponse(
+            {"video_path": f"video/input/{parse_digest(stored.blob)}.{container}"}
+        )
+
+    @router.post("/v1/video/job", summary="Start a job on an uploaded video (ForgeSyte)")
+    async def video_job(
+        body: VideoJobBody, analysis: AnalysisDep, caller: CallerDep
+    ) -> FastJSONResponse:
+        record = views.find_plugin(analysis.registry, body.plugin_id)
+        specs = chosen_tools(record, body.lockedTools, None, "video")
+        match = VIDEO_PATH.match(body.video_path)
+        blob = f"sha256:{match[1]}" if match else ""
+        if not blob or not await _may_read(analysis, caller, blob):
+            raise ValidationError(f"Video file not found: {body.video_path}")
+        jobs = await submit_all(analysis, record, caller, specs, _video_input(blob))
+        return FastJSONResponse({"job_id": views.JOB_ID_SEPARATOR.join(job.id for job in jobs)})
+
+
+async def _may_read(analysis: AnalysisExecutionService, caller: Caller, blob: str) -> bool:
+    if not caller.admin and not await analysis.owns_blob(parse_digest(blob), caller.id):
+        return False
+    return analysis.blobs.exists(blob)
 
 
 def _endpoint(input_type: str) -> Callable[..., Coroutine[Any, Any, FastJSONResponse]]:
@@ -60,6 +111,16 @@ def _endpoint(input_type: str) -> Callable[..., Coroutine[Any, Any, FastJSONResp
     return submit
 
 
+Media = Callable[[ToolSpec], dict[str, Any]]  # a tool's media, as AnalysisRequest arguments
+
+
+def _video_input(blob: str) -> Media:
+    def media(spec: ToolSpec) -> dict[str, Any]:
+        return {"inputs": {spec.video_fields[0]: {"blob": blob}}}
+
+    return media
+
+
 async def _submit(
     request: Request,
     analysis: AnalysisExecutionService,
@@ -72,11 +133,9 @@ async def _submit(
     plugin_id, tool, logical = chosen
     record = views.find_plugin(analysis.registry, plugin_id)
     specs = chosen_tools(record, tool, logical, input_type)
+    media: Media
     if input_type == "video":
-        stored = await store_video(analysis, request, caller)
-
-        def media(spec: ToolSpec) -> dict[str, Any]:
-            return {"inputs": {spec.video_fields[0]: {"blob": stored.blob}}}
+        media = _video_input((await store_video(analysis, request, caller)).blob)
     else:
         form = await read_form(request, max_files=1, max_fields=8)
         data = next((content for field, content in form.files if field == "file"), None)
@@ -86,16 +145,7 @@ async def _submit(
         def media(spec: ToolSpec) -> dict[str, Any]:
             return {"uploads": {spec.media_fields[0]: data}}
 
-    def job(spec: ToolSpec) -> AnalysisRequest:
-        return AnalysisRequest(
-            plugin=record.name,
-            tool=spec.name,
-            owner=caller.id,
-            admin=caller.admin,
-            **media(spec),
-        )
-
-    jobs = await submit_all(analysis, specs, job)
+    jobs = await submit_all(analysis, record, caller, specs, media)
     return FastJSONResponse(submitted(record, plugin_id, jobs, specs, logical))
 
 
@@ -190,14 +240,23 @@ def _check_video(head: bytes) -> None:
 
 async def submit_all(
     analysis: AnalysisExecutionService,
+    record: PluginRecord,
+    caller: Caller,
     specs: list[ToolSpec],
-    request_for: Callable[[ToolSpec], AnalysisRequest],
+    media: Media,
 ) -> list[JobRecord]:
     """One job per tool, all or none: a later refusal cancels the jobs made before it."""
     jobs: list[JobRecord] = []
     try:
         for spec in specs:
-            job, _ = await analysis.submit(request_for(spec))
+            request = AnalysisRequest(
+                plugin=record.name,
+                tool=spec.name,
+                owner=caller.id,
+                admin=caller.admin,
+                **media(spec),
+            )
+            job, _ = await analysis.submit(request)
             jobs.append(job)
     except LensForgeError:
         for job in jobs:
@@ -207,4 +266,11 @@ async def submit_all(
     return jobs
 
 
-__all__ = ["add_routes", "chosen_tools", "store_video", "submit_all", "submitted"]
+__all__ = [
+    "VideoJobBody",
+    "add_routes",
+    "chosen_tools",
+    "store_video",
+    "submit_all",
+    "submitted",
+]
