@@ -16,6 +16,7 @@ again: only the caller that uploaded it may.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -93,7 +94,7 @@ def add_routes(router: APIRouter) -> None:
 async def _may_read(analysis: AnalysisExecutionService, caller: Caller, blob: str) -> bool:
     if not caller.admin and not await analysis.owns_blob(parse_digest(blob), caller.id):
         return False
-    return analysis.blobs.exists(blob)
+    return await asyncio.to_thread(analysis.blobs.exists, blob)  # a request, on S3
 
 
 def _endpoint(input_type: str) -> Callable[..., Coroutine[Any, Any, FastJSONResponse]]:
