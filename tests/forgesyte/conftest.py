@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+
+from lensforge.api import create_app
+from lensforge.settings import Settings
 
 PACKAGES = Path(__file__).parent / "packages"
 DISTRIBUTIONS = {
@@ -22,6 +26,7 @@ DISTRIBUTIONS = {
     "fs_legacy": ("forgesyte-fs-legacy", "0.3.0", "fs_legacy", "fs_legacy:Plugin"),
     "fs_missing": ("forgesyte-fs-missing", "1.0.0", "fs_missing", "fs_missing:Plugin"),
     "fs_ocr": ("forgesyte-fs-ocr", "1.0.0", "ocr", "fs_ocr:Plugin"),
+    "fs_video": ("forgesyte-fs-video", "0.4.0", "fs-video", "fs_video:Plugin"),
 }
 
 
@@ -49,3 +54,17 @@ def installed(forgesyte_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     yield forgesyte_site
     for name in [m for m in sys.modules if m.split(".")[0] in DISTRIBUTIONS]:
         del sys.modules[name]
+
+
+@pytest.fixture
+def client(installed: Path, tmp_path: Path) -> Iterator[TestClient]:
+    """The real app (SQLite, thread workers) serving the installed test plugins."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'lensforge.db'}",
+        data_dir=tmp_path / "data",
+        workers=2,
+        poll_interval_s=0.05,
+        executor="thread",
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

@@ -3,14 +3,12 @@ distributions, listed with their schemas, run as jobs through the ToolRunner."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from lensforge.api import create_app
 from lensforge.registry import load_registry
 from lensforge.settings import Settings
 from tests.support import b64, png
@@ -26,12 +24,6 @@ def _settings(tmp_path: Path, executor: str = "thread") -> Settings:
     )
 
 
-@pytest.fixture
-def client(installed: Path, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(_settings(tmp_path))) as test_client:
-        yield test_client
-
-
 def _analyze(client: TestClient, plugin: str, tool: str, **inputs: object) -> dict[str, object]:
     response = client.post("/v1/analyze", json={"plugin": plugin, "tool": tool, "inputs": inputs})
     body: dict[str, object] = response.json()
@@ -45,8 +37,16 @@ def test_each_plugin_is_listed_with_its_schemas_or_why_it_cannot_run(client: Tes
     shapes = plugins["fs_shapes"]  # ForgeSyte's "fs-shapes", named for LensForge
     assert shapes["version"] == "2.1.0"
     tools = {tool["name"]: tool for tool in shapes["tools"]}
-    assert list(tools) == ["measure", "color", "broken_output", "steps", "hang", "crash"]
-    assert "video_track" not in tools  # a video tool waits for Video inputs
+    assert list(tools) == [
+        "measure",
+        "color",
+        "broken_output",
+        "steps",
+        "hang",
+        "crash",
+        "video_track",
+    ]
+    assert tools["video_track"]["video_inputs"] == ["video_path"]  # a LensForge Video input
     measure = tools["measure"]
     assert measure["media_inputs"] == ["image_bytes"]
     assert measure["input_schema"]["properties"]["image_bytes"]["x-lensforge-media"] == "image"

@@ -10,9 +10,13 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +43,7 @@ from tests.security.conftest import (
     upload_png,
 )
 from tests.support import png
+from tests.video.clips import write_scene_clip
 
 # Building the app has no side effects before its lifespan starts: safe at collection.
 APP = create_app(Settings(database_url="sqlite://"), extra_plugins=PLUGINS)
@@ -126,6 +131,15 @@ def body_for(method: str, path: str) -> dict[str, Any]:
         return {"json": {"name": "matrix", "scopes": ["read"]}}
     if path == "/v1/blobs" and method == "POST":
         return {"content": png(8, 8)}
+    if path.endswith(("/v1/video/submit", "/v1/video/upload")):
+        return {
+            "params": {"plugin_id": "video", "tool": "info"},
+            "files": {"file": ("a.mp4", small_clip(), "video/mp4")},
+        }
+    if path.endswith("/v1/video/job"):  # the clip, uploaded by the caller (assert_allowed)
+        digest = hashlib.sha256(small_clip()).hexdigest()
+        video_path = f"video/input/{digest}.mp4"
+        return {"json": {"plugin_id": "video", "video_path": video_path, "lockedTools": ["info"]}}
     if path.endswith("/v1/image/submit"):
         return {
             "params": {"plugin_id": "testing", "tool": "size"},
@@ -136,6 +150,13 @@ def body_for(method: str, path: str) -> dict[str, Any]:
     if path == "/mcp":
         return {"json": MCP_INIT, "headers": MCP_HEADERS} if method == "POST" else {}
     return {}
+
+
+@functools.cache
+def small_clip() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        return write_scene_clip(path, scenes=1, scene_s=0.2, width=64, height=48).read_bytes()
 
 
 def call(client: TestClient, method: str, url: str, auth: dict[str, str], **kwargs: Any) -> Any:
@@ -302,6 +323,8 @@ def assert_allowed(fx: Fixtures, route: tuple[str, str], tenant: Tenant) -> None
     secure = fx.secure
     owner = tenant if tenant is not secure.admin else secure.alice
     url = path_for(fx, method, path, owner, live=True)
+    if path.endswith("/v1/video/job"):  # a job starts on a video its caller uploaded
+        secure.client.post("/v1/blobs", content=small_clip(), headers=owner.headers)
     response = call(secure.client, method, url, tenant.headers, **body_for(method, path))
     if path == "/mcp":  # MCP protocol answers (406, 400...) are fine: auth let it through
         assert response.status_code not in (401, 403, 404, 429), response.text

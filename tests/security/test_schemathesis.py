@@ -69,6 +69,9 @@ CONTENT_CHECKED = {
     "/v1/analyze-execution": ["400", "422"],
     "/v1/analyze-execution/async": ["400", "422"],
     "/forgesyte/v1/image/submit": ["400", "413", "415", "422"],
+    "/forgesyte/v1/video/submit": ["400", "413", "415", "422"],
+    "/forgesyte/v1/video/upload": ["400", "413", "415", "422"],
+    "/forgesyte/v1/video/job": ["400", "413", "415", "422"],
     "/forgesyte/v1/plugins/{plugin_id}/tools/{tool_name}/run": ["400", "413", "415", "422"],
 }
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]

@@ -18,23 +18,23 @@ checked, the output is validated against its ``output_schema`` (a breach is ``pl
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from lensforge.errors import PluginUnavailable, RegistrationError, ValidationError
+from lensforge.errors import RegistrationError, ValidationError
 from lensforge.forgesyte import manifest as manifests
 from lensforge.forgesyte.schemas import (
     MEDIA_ARGUMENTS,
     as_object_schema,
     legacy_input_schema,
-    takes_video,
     with_media,
 )
-from lensforge.media import Image
+from lensforge.media import Image, Video
 from lensforge.plugin import Plugin, ToolContext, schema_tool
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,17 @@ def parse_frame_progress(message: str | None) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class ForgeSyteTool:
-    """One adapted tool: its LensForge name, its ForgeSyte id and its image arguments."""
+    """One adapted tool: its LensForge name, its ForgeSyte id and its media arguments."""
 
     name: str
     tool_id: str
     media: tuple[str, ...]
     legacy: bool = False
+
+    @property
+    def video(self) -> bool:
+        """Whether the tool reads a video (ForgeSyte's ``input_types: ["video"]``)."""
+        return any(MEDIA_ARGUMENTS[name].kind == "video" for name in self.media)
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,6 @@ class ForgeSyteInfo:
     entry_point: str
     manifest: dict[str, Any]  # canonical (see manifest.canonical)
     tools: dict[str, ForgeSyteTool]  # by LensForge tool name
-    left_out: dict[str, str] = field(default_factory=dict)  # ForgeSyte tool id -> why
 
     def tool_name(self, tool_id: str) -> str | None:
         """The LensForge name of ForgeSyte tool ``tool_id``, if it was adapted."""
@@ -107,20 +111,30 @@ class ForgeSytePlugin(Plugin):
             on_unload()
 
     def call_forgesyte(self, tool: ForgeSyteTool, inputs: dict[str, Any], ctx: ToolContext) -> Any:
-        """Call the ForgeSyte handler of ``tool`` with validated, decoded ``inputs``."""
+        """Call the ForgeSyte handler of ``tool`` with validated, decoded ``inputs``; the
+        temporary files its media arguments needed are gone once it has returned."""
         handler = _handler(self.target, tool)
-        values = dict(inputs)
-        for name in tool.media:
-            if isinstance(values.get(name), Image):
-                values[name] = MEDIA_ARGUMENTS[name].convert(values[name])
 
-        def progress(current: int, total: int) -> None:
-            ctx.progress(*frame_progress(current, total))
+        # ForgeSyte's worker lets a plugin leave out the total: the video's frame count.
+        frames = next((v.info.frame_count for v in inputs.values() if isinstance(v, Video)), 0)
 
-        result = handler(**bind(handler, values, progress))
+        def progress(current: int, total: int | None = None) -> None:
+            ctx.progress(*frame_progress(current, total or frames))
+
+        files = contextlib.ExitStack()
+        try:
+            values = dict(inputs)
+            for name in tool.media:
+                if isinstance(values.get(name), Image | Video):
+                    values[name] = MEDIA_ARGUMENTS[name].convert(values[name], files)
+            result = handler(**bind(handler, values, progress))
+        except BaseException:
+            files.close()
+            raise
         if inspect.iscoroutine(result):
-            return _plain_later(result)
-        return plain(result)
+            return _plain_later(result, files)
+        with files:
+            return plain(result)
 
 
 def plain(result: Any) -> Any:
@@ -132,8 +146,9 @@ def plain(result: Any) -> Any:
     return result
 
 
-async def _plain_later(pending: Any) -> Any:
-    return plain(await pending)
+async def _plain_later(pending: Coroutine[Any, Any, Any], files: contextlib.ExitStack) -> Any:
+    with files:
+        return plain(await pending)
 
 
 def _handler(target: Any, tool: ForgeSyteTool) -> Callable[..., Any]:
@@ -157,7 +172,7 @@ def _accepts(handler: Callable[..., Any]) -> tuple[frozenset[str], bool]:
 
 
 def bind(
-    handler: Callable[..., Any], values: dict[str, Any], progress: Callable[[int, int], None]
+    handler: Callable[..., Any], values: dict[str, Any], progress: Callable[..., None]
 ) -> dict[str, Any]:
     """Keyword arguments for ``handler``: inputs it names (or all, with ``**kwargs``), the
     rest gathered into ``options``, and ``progress_callback`` when it takes one."""
@@ -209,7 +224,6 @@ class _Build:
     plugin: str
     tools: list[ForgeSyteTool] = field(default_factory=list)
     methods: dict[str, Any] = field(default_factory=dict)
-    left_out: dict[str, str] = field(default_factory=dict)
     listed: list[dict[str, Any]] = field(default_factory=list)  # for a synthesized manifest
 
     def fail(self, tool: str, problem: str) -> RegistrationError:
@@ -249,7 +263,9 @@ class _Build:
                 "id": tool.tool_id,
                 "title": tool.tool_id,
                 "description": description,
-                "input_types": ["image_bytes"] if tool.media else [],
+                "input_types": sorted(
+                    {str(MEDIA_ARGUMENTS[name].input_type or "image_bytes") for name in tool.media}
+                ),
                 "output_types": [],
                 "capabilities": [],
             }
@@ -274,11 +290,7 @@ def _modern_tools(build: _Build, instance: Any, manifest: dict[str, Any]) -> Non
             outputs = as_object_schema(meta.get("output_schema"))
         except TypeError as exc:
             raise build.fail(tool_id, str(exc)) from None
-        types = manifests.input_types(entry)
-        if takes_video(inputs, types):
-            build.left_out[tool_id] = "takes a video: served once LensForge has Video inputs"
-            continue
-        input_schema, media = with_media(inputs, types)
+        input_schema, media = with_media(inputs, manifests.input_types(entry))
         unbindable = _unbindable(handler, input_schema)
         if unbindable:
             raise build.fail(tool_id, f"its handler takes no argument(s) {unbindable}")
@@ -333,12 +345,6 @@ def adapt(
             f"ForgeSyte plugin '{plugin_id}' has neither a 'tools' dict nor analyze()",
             plugin=plugin_id,
         )
-    if not build.tools:
-        raise PluginUnavailable(
-            f"every tool of ForgeSyte plugin '{plugin_id}' takes a video "
-            f"({', '.join(build.left_out)}); LensForge serves them once it has Video inputs",
-            plugin=plugin_id,
-        )
     version = str(
         getattr(instance, "version", None)
         or manifest.get("version")
@@ -358,7 +364,6 @@ def adapt(
             manifest or manifests.synthesized(plugin_id, version, description, build.listed)
         ),
         tools={tool.name: tool for tool in build.tools},
-        left_out=build.left_out,
     )
     namespace: dict[str, Any] = {
         "__module__": __name__,

@@ -4,7 +4,9 @@
 The handler is called as ``handler(self, inputs, ctx)``. String properties whose schema has
 an ``image/...`` ``contentMediaType`` are media inputs: the ToolRunner decodes them into an
 :class:`~lensforge.Image` first, and the published input schema shows them as LensForge's
-image schema. Both schemas are checked (and their validators built) once, at registration.
+image schema. A property marked ``"x-lensforge-media": "video"`` is a video input: the
+handler gets a :class:`~lensforge.Video`. Both schemas are checked (and their validators
+built) once, at registration.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lensforge.errors import PluginError
 from lensforge.media import IMAGE_JSON_SCHEMA, MediaRef, is_media_schema
 from lensforge.plugin import SchemaToolOptions, ToolContext
 from lensforge.tools.spec import CallArguments, ToolSpec, invalid_tool
+from lensforge.video.media import VIDEO_JSON_SCHEMA
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -47,9 +50,11 @@ class SchemaTool(ToolSpec):
             raise invalid_tool(plugin, name, "its input schema must describe an object")
         props = opts.input_schema.get("properties", {})
         media = tuple(key for key, prop in props.items() if is_media_schema(prop))
+        videos = tuple(key for key, prop in props.items() if _is_video_schema(prop))
         input_schema = dict(opts.input_schema)
         input_schema["properties"] = {
-            key: (IMAGE_JSON_SCHEMA if key in media else prop) for key, prop in props.items()
+            key: IMAGE_JSON_SCHEMA if key in media else VIDEO_JSON_SCHEMA if key in videos else prop
+            for key, prop in props.items()
         }
         return cls(
             plugin=plugin,
@@ -59,6 +64,7 @@ class SchemaTool(ToolSpec):
             output_schema=opts.output_schema or {},
             function=func,
             media_fields=media,
+            video_fields=videos,
             timeout_s=opts.timeout_s,
             retry_on=opts.retry_on,
             max_attempts=opts.max_attempts,
@@ -80,7 +86,7 @@ class SchemaTool(ToolSpec):
         if problems:
             return problems, {}
         values = dict(inputs)
-        for name in self.media_fields:  # a blob reference, as a typed tool's Image gives it
+        for name in (*self.media_fields, *self.video_fields):  # as a typed tool's media give it
             value = values.get(name)
             if isinstance(value, dict) and "blob" in value:
                 values[name] = MediaRef(str(value["blob"]))
@@ -103,6 +109,11 @@ class SchemaTool(ToolSpec):
                     details={"path": list(error.path)},
                 )
         return raw
+
+
+def _is_video_schema(schema: dict[str, Any]) -> bool:
+    """Whether a property's JSON Schema declares a video input (LensForge's video schema)."""
+    return schema.get("x-lensforge-media") == "video"
 
 
 def _validator_class(plugin: str, tool: str, label: str, schema: dict[str, Any]) -> type[Validator]:

@@ -16,18 +16,14 @@ result returns its error. The routes agree with themselves (issue 16):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException
 
 from lensforge.api.auth import ANALYZE, READ, requires
+from lensforge.api.compat.routing import ShapedRoute
 from lensforge.api.deps import AnalysisDep, CallerDep
-from lensforge.api.errors import HTTPError, request_problems
 from lensforge.api.models import JobId, documented
 from lensforge.api.responses import FastJSONResponse, timestamp
 from lensforge.errors import (
@@ -71,24 +67,11 @@ _OWN_STATUS = {
 }
 
 
-class ExecutionRoute(APIRoute):
+class ExecutionRoute(ShapedRoute):
     """A route whose errors, a malformed body's included, take ForgeSyte's shape."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                problems = request_problems(exc)
-                return legacy_error(ValidationError.of_problems("request", problems), status=422)
-            except LensForgeError as exc:
-                return legacy_error(exc)
-            except HTTPException as exc:  # a body FastAPI could not read: 400
-                return legacy_error(HTTPError(str(exc.detail)), status=exc.status_code)
-
-        return route
+    def render(self, error: LensForgeError, request: Request, status: int | None) -> Response:
+        return legacy_error(error, status=status)
 
 
 router = APIRouter(

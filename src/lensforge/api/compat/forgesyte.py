@@ -2,10 +2,11 @@
 default, so they never clash with LensForge's own ``/v1/...``).
 
 Same request and response shapes as ForgeSyte's server (docs/forgesyte.md lists each one);
-every route reaches the execution layer through ``services.analysis``, so each image is a
-durable LensForge job with its timeouts, isolation and cancel. Errors are ForgeSyte's
-``{"detail": "..."}`` with LensForge's ``code`` and error envelope beside it. A caller sees
-only its own jobs (another tenant's job is 404), as on LensForge's routes.
+every route reaches the execution layer through ``services.analysis``, so each image or video
+is a durable LensForge job with its timeouts, isolation and cancel. The submits (image and
+video) are in :mod:`.forgesyte_submit`, the shapes in :mod:`.forgesyte_views`. Errors are
+ForgeSyte's ``{"detail": "..."}`` with LensForge's ``code`` and error envelope beside it. A
+caller sees only its own jobs (another tenant's job is 404), as on LensForge's routes.
 
 Mount with ``app.include_router(build_router(settings.forgesyte_prefix))``; each route's
 scope is in :func:`route_scopes`.
@@ -17,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDisconnect
@@ -29,10 +29,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lensforge import __version__
 from lensforge.api.auth import authorize, requires
+from lensforge.api.compat import forgesyte_submit as submit
 from lensforge.api.compat import forgesyte_views as views
+from lensforge.api.compat.routing import ShapedRoute
 from lensforge.api.deps import AnalysisDep, CallerDep
 from lensforge.api.models import ErrorEnvelope, ForgeSyteError
-from lensforge.api.multipart import read_form
 from lensforge.api.responses import FastJSONResponse
 from lensforge.errors import (
     Conflict,
@@ -41,13 +42,11 @@ from lensforge.errors import (
     NotFound,
     ValidationError,
     pydantic_problems,
-    utc_timestamp,
 )
 from lensforge.execution.analysis import AnalysisExecutionService, AnalysisRequest
 from lensforge.registry import PluginRecord, PluginState, Registry
 from lensforge.security.keys import Caller
 from lensforge.store import JobRecord, Status
-from lensforge.tools import ToolSpec
 from lensforge.wiring import Services
 
 MAX_SKIP = 10_000
@@ -55,6 +54,9 @@ _MEDIA_ALIASES = ("image_bytes", "image_base64", "frame_base64", "image")
 _READ, _ANALYZE = "read", "analyze"
 ROUTES: tuple[tuple[str, str, str], ...] = (  # (method, path below the prefix, scope)
     ("POST", "/v1/image/submit", _ANALYZE),
+    ("POST", "/v1/video/submit", _ANALYZE),
+    ("POST", "/v1/video/upload", _ANALYZE),
+    ("POST", "/v1/video/job", _ANALYZE),
     ("GET", "/v1/jobs", _READ),
     ("GET", "/v1/jobs/{job_id}", _READ),
     ("GET", "/v1/jobs/{job_id}/result", _READ),
@@ -74,28 +76,22 @@ def route_scopes(prefix: str = "/forgesyte") -> dict[tuple[str, str], str]:
     return {(method, prefix + path): scope for method, path, scope in ROUTES}
 
 
-class ForgeSyteRoute(APIRoute):
-    """A route whose errors take ForgeSyte's shape (``{"detail": ...}``, see the views)."""
+class ForgeSyteRoute(ShapedRoute):
+    """A route whose errors take ForgeSyte's shape (``{"detail": ...}``, see the views), at
+    ForgeSyte's status for each code."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    def render(self, error: LensForgeError, request: Request, status: int | None) -> Response:
+        status, body = views.exception_view(error, request.method)
+        return FastJSONResponse(body, status_code=status, headers=error.headers or None)
 
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                problems = pydantic_problems(list(exc.errors()), "(body)")
-                error: LensForgeError = ValidationError.of_problems("request", problems)
-            except LensForgeError as exc:
-                error = exc
-            except StarletteHTTPException as exc:  # a body FastAPI cannot even read (bad UTF-8)
-                if exc.status_code != 400:
-                    raise
-                error = ValidationError(f"Invalid request: {exc.detail}")
-            status, body = views.exception_view(error, request.method)
-            return FastJSONResponse(body, status_code=status, headers=error.headers or None)
+    def invalid_request(self, exc: RequestValidationError) -> LensForgeError:
+        return ValidationError.of_problems(
+            "request", pydantic_problems(list(exc.errors()), "(body)")
+        )
 
-        return route
+    def http_error(self, exc: StarletteHTTPException) -> LensForgeError | None:
+        # A body FastAPI cannot even read (bad UTF-8) is ForgeSyte's 400; others pass.
+        return ValidationError(f"Invalid request: {exc.detail}") if exc.status_code == 400 else None
 
 
 class ToolRunBody(BaseModel):
@@ -126,52 +122,7 @@ def build_router(prefix: str = "/forgesyte") -> APIRouter:
     def result_url(job_id: str) -> str:
         return f"{prefix}/v1/jobs/{job_id}/result"
 
-    @router.post("/v1/image/submit", summary="Submit an image job (ForgeSyte)")
-    async def submit_image(
-        request: Request,
-        analysis: AnalysisDep,
-        caller: CallerDep,
-        plugin_id: Annotated[str, Query(max_length=128)],
-        tool: Annotated[list[str] | None, Query()] = None,
-        logical_tool_id: Annotated[list[str] | None, Query()] = None,
-    ) -> FastJSONResponse:
-        record = views.find_plugin(analysis.registry, plugin_id)
-        if len(tool or logical_tool_id or ()) > views.MAX_TOOLS_PER_JOB:
-            raise ValidationError(f"At most {views.MAX_TOOLS_PER_JOB} tools per job.")
-        if tool and logical_tool_id:
-            raise ValidationError(
-                "Mutually exclusive parameters: You cannot provide both 'tool' and "
-                "'logical_tool_id' in the same request."
-            )
-        if not tool and not logical_tool_id:
-            raise ValidationError("Either 'tool' or 'logical_tool_id' must be provided")
-        wanted = views.resolve_capabilities(record, logical_tool_id) if logical_tool_id else tool
-        specs = [views.find_tool(record, name) for name in wanted or ()]
-        for spec, name in zip(specs, wanted or (), strict=True):
-            if not spec.media_fields:
-                raise ValidationError(f"Tool '{name}' does not support image input")
-        form = await read_form(request, max_files=1, max_fields=8)
-        data = next((content for field, content in form.files if field == "file"), None)
-        if data is None:
-            raise ValidationError("The form needs the image as a file field named 'file'.")
-        jobs = await _submit_all(analysis, record, specs, data, caller)
-        answer: dict[str, Any] = {
-            "job_id": views.JOB_ID_SEPARATOR.join(job.id for job in jobs),
-            "plugin": plugin_id,
-            "status": "queued",
-            "submitted_at": utc_timestamp(jobs[0].created_at),
-        }
-        resolved = [views.tool_id(record, spec.name) for spec in specs]
-        if len(resolved) == 1:
-            answer["tool"] = resolved[0]
-        elif logical_tool_id:
-            answer["tools"] = [
-                {"logical": logical, "resolved": name}
-                for logical, name in zip(logical_tool_id, resolved, strict=True)
-            ]
-        else:
-            answer["tools"] = resolved
-        return FastJSONResponse(answer)
+    submit.add_routes(router)
 
     @router.get("/v1/jobs", summary="List jobs, newest first (ForgeSyte)")
     async def list_jobs(
@@ -218,7 +169,7 @@ def build_router(prefix: str = "/forgesyte") -> APIRouter:
         record = _record(analysis.registry, parts[0])
         plugin = views.plugin_id(record) if record else parts[0].plugin
         return FastJSONResponse(
-            views.result_file(parts, record, plugin),
+            views.result_file(job_id, parts, record, plugin),
             headers={"Content-Disposition": f'attachment; filename="{job_id}.json"'},
         )
 
@@ -341,35 +292,6 @@ async def _parts(
         return [await analysis.get(part, owner=caller.owner_filter) for part in ids]
     except JobNotFound:
         raise JobNotFound("Job not found", job_id=job_id[:200]) from None
-
-
-async def _submit_all(
-    analysis: AnalysisExecutionService,
-    record: PluginRecord,
-    specs: list[ToolSpec],
-    data: bytes,
-    caller: Caller,
-) -> list[JobRecord]:
-    """One job per tool, all or none: a later refusal cancels the jobs made before it."""
-    jobs: list[JobRecord] = []
-    try:
-        for spec in specs:
-            job, _ = await analysis.submit(
-                AnalysisRequest(
-                    plugin=record.name,
-                    tool=spec.name,
-                    uploads={spec.media_fields[0]: data},
-                    owner=caller.id,
-                    admin=caller.admin,
-                )
-            )
-            jobs.append(job)
-    except LensForgeError:
-        for job in jobs:
-            with contextlib.suppress(LensForgeError):
-                await analysis.cancel(job.id, wait_s=0)
-        raise
-    return jobs
 
 
 def _job_failed(job: JobRecord) -> FastJSONResponse:

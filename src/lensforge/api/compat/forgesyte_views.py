@@ -96,12 +96,9 @@ def find_tool(record: PluginRecord, wanted: str) -> ToolSpec:
     spec = record.tools.get((info.tool_name(wanted) if info else None) or wanted)
     if spec is not None:
         return spec
-    why = info.left_out.get(wanted) if info else None
     available = [tool_id(record, name) for name in record.tools]
     raise ToolNotFound(
-        f"Tool '{wanted}' not found in plugin '{plugin_id(record)}'"
-        + (f" (it {why})" if why else "")
-        + f". Available: {available}",
+        f"Tool '{wanted}' not found in plugin '{plugin_id(record)}'. Available: {available}",
         plugin=record.name,
         tool=wanted,
     )
@@ -124,7 +121,7 @@ def manifest(record: PluginRecord) -> dict[str, Any]:
                 "id": spec.name,
                 "title": spec.name,
                 "description": spec.description,
-                "input_types": ["image_bytes"] if spec.media_fields else [],
+                "input_types": input_types(spec),
                 "output_types": [],
                 "capabilities": [],
                 "inputs": list(spec.input_schema.get("properties", {})),
@@ -135,18 +132,30 @@ def manifest(record: PluginRecord) -> dict[str, Any]:
     }
 
 
-def resolve_capabilities(record: PluginRecord, logical: list[str]) -> list[str]:
-    """ForgeSyte's capability routing for an image: each logical id to the first image tool
-    that lists it among its capabilities, else whose id starts with it."""
+def input_types(spec: ToolSpec) -> list[str]:
+    """A LensForge tool's media inputs as ForgeSyte's manifest ``input_types``."""
+    return [
+        kind
+        for kind, has in (("image_bytes", spec.media_fields), ("video", spec.video_fields))
+        if has
+    ]
+
+
+def resolve_capabilities(
+    record: PluginRecord, logical: list[str], input_type: str = "image_bytes"
+) -> list[str]:
+    """ForgeSyte's capability routing: each logical id to the first tool taking
+    ``input_type`` (``image_bytes`` or ``video``) that lists it among its capabilities, else
+    whose id starts with it."""
     tools = manifest(record).get("tools", [])
-    scoped = [t for t in tools if "image_bytes" in (t.get("input_types") or [])]
+    scoped = [t for t in tools if input_type in (t.get("input_types") or [])]
     resolved = []
     for wanted in logical:
         match = next((t for t in scoped if wanted in (t.get("capabilities") or [])), None)
         match = match or next((t for t in scoped if str(t.get("id", "")).startswith(wanted)), None)
         if match is None:
             raise ToolNotFound(
-                f"No plugin tool found for capability '{wanted}' with input 'image_bytes' in "
+                f"No plugin tool found for capability '{wanted}' with input '{input_type}' in "
                 f"plugin '{plugin_id(record)}'. Available tools: {[t.get('id') for t in tools]}",
                 plugin=record.name,
             )
@@ -236,8 +245,21 @@ def summary(output: dict[str, Any]) -> dict[str, Any]:
     return {"frame_count": len(frames), "detection_count": detections, "classes": sorted(classes)}
 
 
-def result_file(parts: list[JobRecord], record: PluginRecord | None, plugin: str) -> dict[str, Any]:
-    """The JSON ForgeSyte's worker writes for an image job (one tool, or several)."""
+def is_video(record: PluginRecord | None, parts: list[JobRecord]) -> bool:
+    """Whether a ForgeSyte job is a video job (its tools read a video)."""
+    spec = record.tools.get(parts[0].tool) if record else None
+    return bool(spec and spec.video_fields)
+
+
+def result_file(
+    job_id: str, parts: list[JobRecord], record: PluginRecord | None, plugin: str
+) -> dict[str, Any]:
+    """The JSON ForgeSyte's worker writes for a job: an image job's results by tool, a video
+    job's frames (one tool's flattened, several tools' merged by ``frame_idx``)."""
+    if is_video(record, parts):
+        if len(parts) == 1:
+            return _video_file(job_id, parts[0].result)
+        return _merged_video_file(job_id, {tool_id(record, p.tool): p.result for p in parts})
     if len(parts) == 1:
         return {
             "plugin_id": plugin,
@@ -245,6 +267,46 @@ def result_file(parts: list[JobRecord], record: PluginRecord | None, plugin: str
             "results": parts[0].result,
         }
     return {"plugin_id": plugin, "tools": {tool_id(record, p.tool): p.result for p in parts}}
+
+
+def _video_file(job_id: str, output: Any) -> dict[str, Any]:
+    head = {"job_id": job_id, "status": "completed"}
+    if isinstance(output, dict):
+        rest = {k: v for k, v in output.items() if k not in ("total_frames", "frames")}
+        frames = output.get("frames", [])
+        return {**head, "total_frames": output.get("total_frames"), "frames": frames, **rest}
+    if isinstance(output, list):
+        return {**head, "total_frames": len(output), "frames": output}
+    return {**head, "results": output}
+
+
+def _merged_video_file(job_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    """Several video tools' frames merged by ``frame_idx``, each tool's data under its id."""
+    merged: dict[int, dict[str, Any]] = {}
+    total = 0
+    for tool, output in outputs.items():
+        if isinstance(output, dict):
+            frames = output.get("frames", [])
+            reported = output.get("total_frames")
+            total = max(total, reported if isinstance(reported, int) else 0)
+        elif isinstance(output, list):
+            frames, total = output, max(total, len(output))
+        else:
+            continue
+        for frame in frames if isinstance(frames, list) else []:
+            data = frame if isinstance(frame, dict) else {"value": frame}
+            index = data.get("frame_idx", len(merged))
+            index = index if isinstance(index, int) else len(merged)
+            merged.setdefault(index, {"frame_idx": index})[tool] = {
+                k: v for k, v in data.items() if k != "frame_idx"
+            }
+    frames_out = [merged[index] for index in sorted(merged)]
+    return {
+        "job_id": job_id,
+        "status": "completed",
+        "total_frames": total or len(frames_out),
+        "frames": frames_out,
+    }
 
 
 def job_view(
@@ -262,10 +324,12 @@ def job_view(
         "status": status,
         "plugin_id": plugin,
         "result_url": result_url if status == "completed" else None,
-        "summary": summary(result_file(parts, record, plugin)) if status == "completed" else None,
+        "summary": summary(result_file(job_id, parts, record, plugin))
+        if status == "completed"
+        else None,
         "tool": tools[0],
         "tools": tools if many else None,
-        "job_type": "image_multi" if many else "image",
+        "job_type": ("video" if is_video(record, parts) else "image") + ("_multi" if many else ""),
         "error_message": error_message(parts),
         "progress": progress_percent(parts),
         "current_tool": current if many else None,
@@ -287,7 +351,9 @@ def list_item(job: JobRecord, record: PluginRecord | None, result_url: str) -> d
         "created_at": _ts(job.created_at),
         "completed_at": _ts(job.finished_at) if job.status.terminal else None,
         "result_url": result_url if status == "completed" else None,
-        "summary": summary(result_file([job], record, plugin)) if status == "completed" else None,
+        "summary": summary(result_file(job.id, [job], record, plugin))
+        if status == "completed"
+        else None,
         "error": error_message([job]),
         "progress": progress_percent([job]),
     }
