@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.forgesyte.support import poll
 from tests.support import png
@@ -293,3 +294,25 @@ def test_an_mcp_call_runs_the_forgesyte_video_tool_on_a_stored_video(
     )
     assert content is not None, result
     assert (content["total_frames"], content["read_only"]) == (FRAMES, True)
+
+
+@pytest.mark.parametrize("step", ["submit", "upload"])
+def test_a_video_larger_than_the_body_cap_streams_under_the_video_cap(
+    installed: Path, tmp_path: Path, clip: bytes, step: str
+) -> None:
+    """Videos are uploads: ForgeSyte's video routes get LENSFORGE_MAX_VIDEO_BYTES, not the
+    body cap, which still refuses a body that large on any other route."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'lensforge.db'}",
+        data_dir=tmp_path / "data",
+        executor="thread",
+        max_body_bytes=1024,
+    )
+    assert len(clip) > 2 * settings.max_body_bytes
+    with TestClient(create_app(settings)) as client:
+        files = {"file": ("clip.mp4", clip, "video/mp4")}
+        params = {"plugin_id": "fs-video", "tool": "count_frames"}
+        answer = client.post(f"{PREFIX}/v1/video/{step}", params=params, files=files)
+        assert answer.status_code == 200, answer.text
+        elsewhere = client.post(f"{PREFIX}/v1/image/submit", params=params, files=files)
+        assert elsewhere.status_code == 413, elsewhere.text

@@ -111,7 +111,10 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     # Before anything reads the body: an oversized one is refused (413) whoever sends it,
     # and a streamed one is cut off once it passes the limit.
     # Uploads to POST /v1/blobs stream to disk, so they may be as large as a video.
-    uploads = {"/v1/blobs": max(settings.max_video_bytes, settings.max_image_bytes)}
+    # So do ForgeSyte's video submit and upload (see api/compat/forgesyte.py).
+    cap = max(settings.max_video_bytes, settings.max_image_bytes)
+    video_routes = (f"{settings.forgesyte_prefix}/v1/video/{step}" for step in ("submit", "upload"))
+    uploads = {path: cap for path in ("/v1/blobs", *video_routes)}
     stack.append(
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, streamed=uploads)
     )

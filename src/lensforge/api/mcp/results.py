@@ -108,7 +108,7 @@ class Results:
             uri = BLOB_URI_PREFIX + ref.removeprefix("sha256:")
             try:
                 size = self.blobs.size(ref)
-                if size <= self.inline_bytes:
+                if size <= self.inline_bytes and media_type.startswith("image/"):
                     data = base64.b64encode(self.blobs.get(ref)).decode()
                     yield types.ImageContent(
                         type="image", data=data, mime_type=media_type, meta={"uri": uri}
@@ -150,7 +150,7 @@ def _text(value: Any) -> str:
 
 
 def _artifacts(value: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
-    """ImageArtifact objects (``{"blob", "media_type", "width", "height"}``) in a result."""
+    """Image and video artifacts (``{"blob", "media_type", ...}``) in a result."""
     if depth > 32:
         return
     if isinstance(value, dict):
@@ -159,7 +159,7 @@ def _artifacts(value: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
             isinstance(blob, str)
             and _BLOB_REF.match(blob)
             and isinstance(media_type, str)
-            and media_type.startswith("image/")
+            and media_type.startswith(("image/", "video/"))
         ):
             yield value
             return
