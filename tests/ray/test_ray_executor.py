@@ -24,12 +24,12 @@ from lensforge.settings import Settings
 from lensforge.store import NewJob, Status
 from lensforge.testing import InMemoryJobStore
 from tests.plugins_for_tests import Chaos, Testing
-from tests.ray.gpu_plugin import NeedsGpu
+from tests.ray.gpu_plugin import NeedsGpu, Steps
 from tests.support import png
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-PLUGINS = [Testing, Chaos, NeedsGpu]
+PLUGINS = [Testing, Chaos, NeedsGpu, Steps]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,18 @@ def test_cancel_stops_a_running_call_and_progress_arrives(
     outcome = runner.run(cancel_later())
     assert outcome.error_code == "cancelled"
     assert seen and 0 < seen[-1] < 0.5
+
+
+def test_checkpoints_arrive_once_each_in_order_before_the_result(
+    ray_executor: tuple[RayExecutor, asyncio.Runner],
+) -> None:
+    """Some are taken by the poller while the tool runs, the last ones come back with the
+    result: together, every one exactly once, in the order the tool wrote them."""
+    seen: list[tuple[int, list[dict[str, int]]]] = []
+    control = CallControl(on_checkpoint=lambda state, items: seen.append((state["next"], items)))
+    outcome = run(ray_executor, "steps", "walk", {"n": 8, "pause": 0.15}, control=control)
+    assert outcome.ok and outcome.result == {"steps": 8}
+    assert seen == [(step + 1, [{"index": step}]) for step in range(8)]
 
 
 def test_a_private_cluster_listens_on_loopback_only(

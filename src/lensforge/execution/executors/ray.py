@@ -12,8 +12,8 @@ S3 across hosts), never as bytes. What Ray does not do for us:
   while a tool runs and sets ``ctx.cancelled``; a tool that ignores it for ``cancel_grace_s``
   costs its actor, as in the local executor.
 - **Progress** and **checkpoints**: polled from the actor (``progress``,
-  ``take_checkpoints``) while the call runs; the checkpoints left are taken before its
-  result is returned.
+  ``take_checkpoints``) while the call runs; the checkpoints left come back with the
+  result, in the same round trip.
 - **Lost actors** (process killed, node gone): ``worker_lost``, with the same recovery and
   attempts as a lost local worker.
 - **Resources**: a plugin's actors ask Ray for the most CPUs, GPUs and memory any of its tools
@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ from lensforge.registry import Registry
 
 log = logging.getLogger(__name__)
 PROGRESS_POLL_S = 0.25
+CLUSTER_TTL_S = 5.0  # how long the cluster's resource totals are trusted
 
 
 class PluginHost:
@@ -67,7 +69,9 @@ class PluginHost:
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, wire: tuple[Any, ...]) -> tuple[Any, ...]:
+    def run(self, wire: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[Any]]:
+        """The call's outcome, with the checkpoints it wrote that were not taken yet (one
+        round trip: no second call to the actor after each job)."""
         call = ToolCall(*wire)
         job_id = call.job_id or ""
 
@@ -85,11 +89,13 @@ class PluginHost:
             on_checkpoint=checkpoint if call.job_id else None,
         )
         try:
-            return self.runner.run(call, ctx).to_wire()
+            outcome = self.runner.run(call, ctx).to_wire()
         finally:
             with self._lock:
                 self._progress.pop(job_id, None)
+                left = self._checkpoints.pop(job_id, [])
             self._cancelled.discard(job_id)
+        return outcome, left
 
     def cancel(self, job_id: str) -> None:
         self._cancelled.add(job_id)
@@ -146,6 +152,7 @@ class RayExecutor:
         self._started_ray = False
         self._free = asyncio.Semaphore(workers)
         self._actor_class: Any = None
+        self._cluster: tuple[float, dict[str, float]] = (-CLUSTER_TTL_S, {})
 
     async def start(self) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -209,7 +216,10 @@ class RayExecutor:
     def _missing(self, request: dict[str, Any]) -> str | None:
         ray = _ray()
 
-        total = ray.cluster_resources()
+        checked_at, total = self._cluster
+        if time.monotonic() - checked_at >= CLUSTER_TTL_S:  # a call to Ray's GCS: not per job
+            total = ray.cluster_resources()
+            self._cluster = (time.monotonic(), total)
         if request.get("num_gpus") and total.get("GPU", 0) < request["num_gpus"]:
             return f"it needs {request['num_gpus']:g} GPU(s) and the Ray cluster has none"
         if request.get("num_cpus", 0) > total.get("CPU", 0):
@@ -251,7 +261,8 @@ class RayExecutor:
         result: asyncio.Future[Any] = asyncio.ensure_future(_await(ref))
         cancelled = asyncio.Event()
         control.add_cancel_listener(cancelled.set)
-        poller = asyncio.create_task(self._poll_progress(actor, call, control))
+        taking = asyncio.Lock()  # checkpoints are handed over in order, and none is lost
+        poller = asyncio.create_task(self._poll_progress(actor, call, control, taking))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (call.timeout_s or 1e9)
         try:
@@ -283,14 +294,17 @@ class RayExecutor:
                     duration_s=call.timeout_s or 0.0,
                 )
             try:
-                outcome = Outcome(*result.result())
+                wire, left = result.result()
+                outcome = Outcome(*wire)
             except ray.exceptions.RayActorError:
                 self._pools[call.plugin].size -= 1
                 return _failed(call, WorkerLost("The Ray actor running the tool died."))
             except ray.exceptions.RayError as exc:
                 self._discard(call.plugin, actor)
                 return _failed(call, WorkerLost(f"Ray could not run the call: {exc}"))
-            await self._take_checkpoints(actor, call, control)  # before the result counts
+            async with taking:  # after any the poller is handing over; before the result counts
+                poller.cancel()
+                self._hand_over(left, control)
             self._checkin(call.plugin, actor)
             return outcome
         finally:
@@ -298,7 +312,9 @@ class RayExecutor:
             if not result.done():
                 result.cancel()
 
-    async def _poll_progress(self, actor: Any, call: ToolCall, control: CallControl) -> None:
+    async def _poll_progress(
+        self, actor: Any, call: ToolCall, control: CallControl, taking: asyncio.Lock
+    ) -> None:
         if control.on_progress is None and control.on_checkpoint is None:
             return
         last = None
@@ -310,15 +326,17 @@ class RayExecutor:
                     if current is not None and current != last:
                         last = current
                         control.on_progress(*current)
-                await self._take_checkpoints(actor, call, control)
+                if control.on_checkpoint is not None and call.job_id:
+                    async with taking:
+                        taken = await _await(actor.take_checkpoints.remote(call.job_id))
+                        self._hand_over(taken, control)
 
     @staticmethod
-    async def _take_checkpoints(actor: Any, call: ToolCall, control: CallControl) -> None:
-        """Hand the checkpoints the actor holds for the call to the caller, in order."""
-        if control.on_checkpoint is None or not call.job_id:
-            return
-        for state, items in await _await(actor.take_checkpoints.remote(call.job_id)):
-            control.on_checkpoint(state, items)
+    def _hand_over(checkpoints: list[Any], control: CallControl) -> None:
+        """Give the checkpoints the actor held for the call to the caller, in order."""
+        if control.on_checkpoint is not None:
+            for state, items in checkpoints:
+                control.on_checkpoint(state, items)
 
 
 def _ray() -> Any:
