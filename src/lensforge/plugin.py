@@ -238,17 +238,30 @@ def schema_tool(
     name: str | None = None,
     description: str | None = None,
     timeout_s: float | None = None,
+    retry_on: Iterable[str] = (),
+    max_attempts: int | None = None,
+    cpus: float | None = None,
+    gpus: float = 0.0,
+    memory_mb: int | None = None,
+    long: bool = False,
 ) -> Callable[[F], F]:
     """Mark a method ``handler(self, inputs: dict, ctx) -> dict`` as a JSON-Schema tool.
 
     String properties with ``"contentMediaType": "image/..."`` are decoded into an
-    :class:`Image` before the handler sees them.
+    :class:`Image` before the handler sees them. The other options mean what they mean
+    for :func:`tool`.
     """
     return _marker(
         SchemaToolOptions(
             name,
             description,
             timeout_s,
+            tuple(retry_on),
+            max_attempts,
+            cpus,
+            gpus,
+            memory_mb,
+            long,
             input_schema=input_schema,
             output_schema=output_schema,
         )

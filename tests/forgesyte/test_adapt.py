@@ -77,6 +77,7 @@ def test_a_video_tool_takes_a_video_and_gets_a_read_only_copy_removed_afterwards
     plugin_cls = adapt(video)
     spec = collect_tools(plugin_cls)["v"]
     assert spec.video_fields == ("video_path",) and spec.media_fields == ()
+    assert spec.long  # a video runs long: MCP clients get a task at once
     assert spec.input_schema["properties"]["video_path"]["x-lensforge-media"] == "video"
     assert plugin_cls.forgesyte.tools["v"].video
     assert plugin_cls.forgesyte.manifest["tools"][0]["input_types"] == ["video"]
@@ -149,6 +150,7 @@ def test_an_object_entry_point_and_an_async_handler_run() -> None:
 
     plugin_cls = adapt(Async())  # an object, not a class
     spec = collect_tools(plugin_cls)["wait"]
+    assert not spec.long  # an image tool answers in the call
     instance = plugin_cls()
     pending = spec.function(instance, {"image_bytes": b"abc"}, ToolContext())
     assert asyncio.run(pending) == {"n": 3}

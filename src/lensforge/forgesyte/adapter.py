@@ -256,6 +256,7 @@ class _Build:
             output_schema=output_schema,
             name=tool.name,
             description=description,
+            long=any(MEDIA_ARGUMENTS[name].kind == "video" for name in tool.media),
         )(run)
         self.tools.append(tool)
         self.listed.append(

@@ -68,6 +68,10 @@ class SchemaTool(ToolSpec):
             timeout_s=opts.timeout_s,
             retry_on=opts.retry_on,
             max_attempts=opts.max_attempts,
+            cpus=opts.cpus,
+            gpus=opts.gpus,
+            memory_mb=opts.memory_mb,
+            long=opts.long,
             # Inputs are checked against the published schema (images as blob references).
             input_validator=input_class(input_schema),
             output_validator=output_validator,

@@ -89,3 +89,29 @@ def test_no_output_schema_means_any_output() -> None:
         **{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "output_validator": None}
     )
     assert unchecked.dump_output([1, "two"]) == [1, "two"]
+
+
+def test_schema_tool_takes_the_same_run_options_as_tool() -> None:
+    from lensforge import Plugin, schema_tool
+
+    class Heavy(Plugin):
+        name = "heavy"
+
+        @schema_tool(
+            input_schema={"type": "object"},
+            timeout_s=900,
+            retry_on=("plugin_error",),
+            max_attempts=3,
+            cpus=2,
+            gpus=1,
+            memory_mb=4096,
+            long=True,
+        )
+        def run(self, inputs: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            """Run long on a GPU."""
+            return {}
+
+    spec = schema_spec(Heavy, "run")
+    assert (spec.timeout_s, spec.retry_on, spec.max_attempts) == (900, ("plugin_error",), 3)
+    assert (spec.cpus, spec.gpus, spec.memory_mb, spec.long) == (2, 1, 4096, True)
+    assert spec.manifest()["long"] is True
