@@ -41,10 +41,10 @@ def test_the_page_and_every_asset_it_names_are_served(thread_client: TestClient)
     for name in named:
         assert thread_client.get(f"/dashboard/{name}").status_code == 200, name
     # Every module the scripts import is an asset too, and no asset names another host.
-    for name, asset in ASSETS.items():
+    for name, asset in ASSETS.files.items():
         if name.endswith(".js"):
             for imported in re.findall(rb'from "\./([^"]+)"', asset.body):
-                assert imported.decode() in ASSETS, (name, imported)
+                assert imported.decode() in ASSETS.files, (name, imported)
         body = asset.body.replace(b"http://www.w3.org/2000/svg", b"")  # a namespace, not a URL
         assert b"http://" not in body and b"https://" not in body, name
 

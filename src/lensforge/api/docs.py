@@ -10,16 +10,13 @@ script (Swagger UI's start-up is ``docs-init.js``, reading the document's URL fr
 
 from __future__ import annotations
 
-import hashlib
 import html
-from dataclasses import dataclass
-from importlib import resources
 from typing import Final
 
 from fastapi import APIRouter, Request, Response
 
 from lensforge.api.auth import PUBLIC, requires
-from lensforge.errors import NotFound
+from lensforge.api.static import Assets
 
 ASSETS_PATH: Final = "/docs/assets"
 # What is vendored, from which npm package at which version (LICENSE-* and NOTICE beside).
@@ -88,29 +85,12 @@ _OAUTH2_PAGE = """<!doctype html>
 """
 
 
-@dataclass(frozen=True)
-class Asset:
-    body: bytes
-    media_type: str
-    etag: str
-
-
-def load_assets() -> dict[str, Asset]:
-    """Every served file of ``docs_assets``, by name."""
-    assets = {}
-    for entry in resources.files("lensforge.api").joinpath("docs_assets").iterdir():
-        suffix = entry.name[entry.name.rfind(".") :]
-        if entry.is_file() and suffix in MEDIA_TYPES:
-            body = entry.read_bytes()
-            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
-            assets[entry.name] = Asset(body, MEDIA_TYPES[suffix], etag)
-    return assets
-
-
 def build_router(title: str, openapi_url: str = "/openapi.json") -> APIRouter:
     """``/docs``, ``/docs/oauth2-redirect``, ``/redoc`` and their assets; public, undocumented."""
     router = APIRouter(include_in_schema=False)
-    assets = load_assets()
+    assets = Assets(
+        "lensforge.api", "docs_assets", MEDIA_TYPES, SECURITY_HEADERS, "documentation asset"
+    )
     public = requires(PUBLIC)
 
     def page(template: str, request: Request) -> Response:
@@ -136,12 +116,6 @@ def build_router(title: str, openapi_url: str = "/openapi.json") -> APIRouter:
 
     @router.get(ASSETS_PATH + "/{name}", openapi_extra=public)
     async def docs_asset(name: str, request: Request) -> Response:
-        asset = assets.get(name)
-        if asset is None:
-            raise NotFound(f"No documentation asset {name!r}.")
-        headers = {**SECURITY_HEADERS, "ETag": asset.etag, "Cache-Control": "no-cache"}
-        if request.headers.get("if-none-match") == asset.etag:
-            return Response(status_code=304, headers=headers)
-        return Response(asset.body, media_type=asset.media_type, headers=headers)
+        return assets.response(name, request)
 
     return router

@@ -8,9 +8,6 @@ from loading or calling anything but this server.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
@@ -20,7 +17,7 @@ from lensforge.api.auth import PUBLIC, READ, requires
 from lensforge.api.dashboard.stats import stats
 from lensforge.api.deps import CallerDep, ServicesDep
 from lensforge.api.models import documented, operation_id
-from lensforge.errors import NotFound
+from lensforge.api.static import Assets
 
 MEDIA_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -39,26 +36,7 @@ SECURITY_HEADERS: Final = {
 }
 
 
-@dataclass(frozen=True)
-class Asset:
-    body: bytes
-    media_type: str
-    etag: str
-
-
-def load_assets() -> dict[str, Asset]:
-    """Every file of the ``static`` folder, by name."""
-    assets = {}
-    for entry in resources.files(__package__).joinpath("static").iterdir():
-        suffix = entry.name[entry.name.rfind(".") :]
-        if entry.is_file() and suffix in MEDIA_TYPES:
-            body = entry.read_bytes()
-            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
-            assets[entry.name] = Asset(body, MEDIA_TYPES[suffix], etag)
-    return assets
-
-
-ASSETS: Final = load_assets()
+ASSETS: Final = Assets(__package__, "static", MEDIA_TYPES, SECURITY_HEADERS, "dashboard asset")
 router = APIRouter(tags=["dashboard"], generate_unique_id_function=operation_id)
 
 
@@ -89,21 +67,11 @@ class Stats(BaseModel):
     plugins: dict[str, PluginHealth]
 
 
-def _serve(name: str, request: Request) -> Response:
-    asset = ASSETS.get(name)
-    if asset is None:
-        raise NotFound(f"No dashboard asset '{name}'.")
-    headers = {**SECURITY_HEADERS, "ETag": asset.etag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == asset.etag:
-        return Response(status_code=304, headers=headers)
-    return Response(asset.body, media_type=asset.media_type, headers=headers)
-
-
 @router.get(
     "/", summary="The web dashboard", include_in_schema=False, openapi_extra=requires(PUBLIC)
 )
 async def index(request: Request) -> Response:
-    return _serve("index.html", request)
+    return ASSETS.response("index.html", request)
 
 
 @router.get(
@@ -113,7 +81,7 @@ async def index(request: Request) -> Response:
     openapi_extra=requires(PUBLIC),
 )
 async def asset(name: str, request: Request) -> Response:
-    return _serve(name, request)
+    return ASSETS.response(name, request)
 
 
 @router.get(
