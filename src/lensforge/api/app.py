@@ -20,7 +20,7 @@ from lensforge.api.compat.forgesyte import build_router as forgesyte_router
 from lensforge.api.cors import OriginCORSMiddleware
 from lensforge.api.errors import BodyLimitMiddleware, install_error_handlers
 from lensforge.api.fastpath import LensForgeAPI, mount_flat
-from lensforge.api.mcp import MCPEndpoint
+from lensforge.api.mcp_mount import MCPMount
 from lensforge.api.routes import admin, analyze, blobs, jobs, models, plugins, stream, system
 from lensforge.logs import RequestContextMiddleware
 from lensforge.plugin import Plugin
@@ -40,7 +40,7 @@ def create_app(
     MCP (streamable HTTP) is served at ``/mcp``.
     """
     settings = settings or Settings()
-    mcp = MCPEndpoint(settings)
+    mcp = MCPMount(settings)  # the MCP SDK loads on the first /mcp request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
