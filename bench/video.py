@@ -123,9 +123,10 @@ def through_server(url: str, path: Path, min_size: int) -> dict[str, float]:
         result = job.result(timeout=3600)
         wall = time.perf_counter() - submitted
         info = job.info().raw
+        stored = [f["item"] for f in job.frames()]  # a job's frames are stored, not inline
     frames = int(result["summary"]["frames_analyzed"])
     running_s = _seconds(info["finished_at"]) - _seconds(info["started_at"])
-    found = sum(int(f["result"]["count"]) for f in result["frames"])
+    found = sum(int(f["result"]["count"]) for f in stored)
     return {
         "frames": frames,
         "seconds_running": running_s,

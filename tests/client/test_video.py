@@ -148,3 +148,25 @@ def test_cli_stream_plays_a_file_and_prints_the_dropped_count(
     assert summary.startswith("90 frames sent") and "dropped" in summary
     dropped = int(summary.split(", ")[2].split()[0])
     assert len(results) + dropped == 90
+
+
+def test_a_video_job_s_stored_frames_are_read_page_by_page(
+    server: HttpServer, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lensforge.client.base as base
+
+    monkeypatch.setattr(base, "FRAMES_PAGE", 25)  # 90 frames: four pages
+    with Client(server.url) as lf:
+        job = lf.submit("video.analyze", video=clip, tool="image.info", every_s=None)
+        job.result(timeout=120)
+        frames = list(job.frames())
+    assert [f["frame"] for f in frames] == list(range(90))
+    assert [f["item"]["index"] for f in frames] == list(range(90))
+    assert all(f["item"]["result"]["width"] == 320 for f in frames)
+    assert [f["seq"] for f in frames] == sorted({f["seq"] for f in frames})  # in order, once
+
+    async def read() -> list[int]:
+        async with AsyncClient(server.url) as lf:
+            return [f["frame"] async for f in lf.job(job.id).frames()]
+
+    assert asyncio.run(read()) == list(range(90))

@@ -48,6 +48,17 @@ class AsyncJob(BaseJob["AsyncClient"]):
             await self.wait(timeout)
         return (await self._call("GET", "/result"))["result"]
 
+    async def frames(self) -> AsyncIterator[dict[str, Any]]:
+        """A long job's per-frame items as stored so far, oldest first (see Job.frames)."""
+        cursor = None
+        while True:
+            page = await self._call("GET", self._frames_page(cursor))
+            for frame in page["frames"]:
+                yield frame
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
     async def cancel(self) -> JobInfo:
         return JobInfo.from_view(await self._call("POST", "/cancel"))
 

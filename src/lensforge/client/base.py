@@ -151,6 +151,9 @@ class BaseClient:
         return [JobInfo.from_view(view) for view in body["jobs"]]
 
 
+FRAMES_PAGE = 1000  # per-frame items read per request (the server's most)
+
+
 class BaseJob(Generic[ClientT]):
     """A handle on one job of a client's server (no request is made to create it)."""
 
@@ -163,6 +166,11 @@ class BaseJob(Generic[ClientT]):
 
     def _path(self, suffix: str = "") -> str:
         return f"/v1/jobs/{self.id}{suffix}"
+
+    @staticmethod
+    def _frames_page(cursor: int | None) -> str:
+        """The suffix of one page of a job's stored per-frame items."""
+        return f"/frames?limit={FRAMES_PAGE}" + ("" if cursor is None else f"&cursor={cursor}")
 
 
 def _error_from(response: httpx.Response) -> LensForgeError:

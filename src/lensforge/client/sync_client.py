@@ -55,6 +55,17 @@ class Job(BaseJob["Client"]):
             self.wait(timeout)
         return self._call("GET", "/result")["result"]
 
+    def frames(self) -> Iterator[dict[str, Any]]:
+        """A long job's per-frame items as stored so far (``seq``, ``frame``, ``timestamp_s``,
+        ``item``), oldest first, read page by page as the iteration goes."""
+        cursor = None
+        while True:
+            page = self._call("GET", self._frames_page(cursor))
+            yield from page["frames"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
     def cancel(self) -> JobInfo:
         """Cancel the job (``Conflict`` if it already finished)."""
         return JobInfo.from_view(self._call("POST", "/cancel"))
