@@ -67,3 +67,25 @@ async def test_the_cap_applies_across_claimers(open_store: Callable[[], Awaitabl
     got += await two.claim("w2", 30.0, 5, per_owner=3)
     assert len(got) == 3
     assert await one.count(Status.PENDING) == 3
+
+
+async def test_claims_follow_the_fair_ranking_exactly(store: Store) -> None:
+    """A seeded mix of owners, some with jobs RUNNING: each claim takes the lowest ranks (an
+    owner's k-th pending job ranks its RUNNING count + k), the oldest first among equals."""
+    import random
+
+    rng = random.Random(7)
+    created = [(await store.create(new(rng.choice("abcd"))))[0] for _ in range(24)]
+    running: Counter[str] = Counter()
+    pending = list(created)  # oldest first
+    for limit in (3, 1, 4, 2, 5):
+        seen: Counter[str] = Counter()
+        ranked = []
+        for job in pending:
+            seen[job.owner] += 1
+            ranked.append((running[job.owner] + seen[job.owner], job.id))
+        expected = sorted(job_id for _, job_id in sorted(ranked)[:limit])
+        claimed = await store.claim("w", 30.0, limit)
+        assert sorted(job.id for job in claimed) == expected
+        running.update(job.owner for job in claimed)
+        pending = [job for job in pending if job.id not in set(expected)]

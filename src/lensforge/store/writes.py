@@ -177,8 +177,11 @@ def claim(
     else:
         low, per_job, high = FAIR_WINDOW
         window = min(high, max(low, per_job * limit))
-        params = {"now": now, "limit": limit, "cap": cap, "window": window}
-        ranked = [row[0] for row in tx.rows(_FAIR, params)]
+        if per_owner > 0:
+            params = {"now": now, "limit": limit, "cap": cap, "window": window}
+            ranked = [row[0] for row in tx.rows(_FAIR, params)]
+        else:
+            ranked = _fair_uncapped(tx, now, limit, window)
         candidates = ranked
         if ranked and not tx.is_sqlite:  # SQLite: the write lock keeps other claimers out
             free = {row[0] for row in tx.rows(_LOCK_PENDING, {"ids": ranked})}
@@ -191,6 +194,23 @@ def claim(
         rows = tx.rows(query, params)
         claimed += _claim_ids(tx, worker, lease_s, now, [row[0] for row in rows])
     return claimed
+
+
+def _fair_uncapped(tx: Tx, now: float, limit: int, window: int) -> list[str]:
+    """:data:`_FAIR`'s order with no per-owner cap, ranked here: the oldest ``window`` due jobs
+    and, only when they are several owners', each owner's RUNNING count (most claims find
+    one owner's backlog, where the order is the queue's and no count is needed)."""
+    rows = tx.rows(_WINDOW, {"now": now, "window": window})
+    if len({owner for _, owner in rows}) <= 1:
+        return [job_id for job_id, _ in rows[:limit]]
+    running: dict[str, int] = dict(tx.rows(_RUNNING_COUNTS, {}))
+    seen: dict[str, int] = {}
+    ranked = []
+    for job_id, owner in rows:  # an owner's k-th job ranks (jobs it has RUNNING) + k
+        seen[owner] = seen.get(owner, 0) + 1
+        ranked.append((running.get(owner, 0) + seen[owner], job_id))
+    ranked.sort()  # the lowest ranks first, the oldest first among equals
+    return [job_id for _, job_id in ranked[:limit]]
 
 
 def _claim_ids(
@@ -301,6 +321,13 @@ _RANKED = (
         _CANDIDATES.outerjoin(_RUNNING_BY_OWNER, _RUNNING_BY_OWNER.c.owner == _CANDIDATES.c.owner)
     )
     .subquery("ranked")
+)
+# The same without a cap, ranked in Python (see _fair_uncapped): two plain reads.
+_WINDOW = select(jobs.c.id, jobs.c.owner).where(_DUE).order_by(jobs.c.id).limit(bindparam("window"))
+_RUNNING_COUNTS = (
+    select(jobs.c.owner, func.count())
+    .where(jobs.c.status == Status.RUNNING.value)
+    .group_by(jobs.c.owner)
 )
 _FAIR = (
     select(_RANKED.c.id)
