@@ -8,7 +8,9 @@ bundled pictures, rendered text, QR codes and barcodes; PNG bytes made before ti
 
 (a) the floor: the tool's library called directly on the PNG bytes in a
     ``multiprocessing.Pool(2)`` whose processes load their models once (decode with Pillow,
-    then tesserocr / OpenCV / zxing-cpp / imagehash / NumPy, as the tool does);
+    then OpenCV / imagehash / NumPy, as the tool does); for ``ocr.read`` and
+    ``codes.decode``, whose pipelines are LensForge's own work (page straightening and
+    layout; zxing first, retries only where nothing was found), the plugin's method itself;
 (b) ``POST /v1/analyze`` of the tool with the image uploaded as a multipart file (what
     ``curl -F image=@photo.png`` and the Python client send), two requests in flight at a
     time, against a real ``lensforge serve`` subprocess (loopback, free port,
@@ -142,12 +144,16 @@ def _floor_init(tool: str) -> None:
     """Load the tool's models once in each pool process, as a LensForge worker does."""
     import cv2
 
-    if tool == "ocr.read":
-        import tesserocr
+    if tool in ("ocr.read", "codes.decode"):
+        # Their pipelines are LensForge's own work (straightening and page layout; zxing
+        # first, retries only where nothing was found: bench/quality.py weighs that against
+        # the raw libraries), so the floor is the plugin's method itself, set up once.
+        from lensforge.builtin.codes import CodesPlugin
+        from lensforge.builtin.ocr import OcrPlugin
 
-        _STATE["api"] = tesserocr.PyTessBaseAPI(path="/usr/share/tesseract-ocr/5/tessdata/")
-    elif tool == "codes.decode":
-        _STATE["qr"] = cv2.QRCodeDetectorAruco()
+        plugin = OcrPlugin() if tool == "ocr.read" else CodesPlugin()
+        plugin.setup()
+        _STATE["plugin"] = plugin
     elif tool.startswith("faces."):
         from lensforge.builtin.faces import HAAR_CASCADE, centerface_model
 
@@ -195,6 +201,12 @@ def _faces(rgb: Any) -> list[tuple[int, int, int, int]]:
 
 def _floor_call(item: tuple[str, bytes, bytes | None]) -> int:
     tool, data, other = item
+    if tool in ("ocr.read", "codes.decode"):
+        from lensforge.media import Image as Decoded
+
+        method = _STATE["plugin"].read if tool == "ocr.read" else _STATE["plugin"].decode
+        method(Decoded.decode(data))
+        return 1
     image = _open(data)
     if tool == "image.info":
         from PIL import ImageStat
@@ -225,27 +237,6 @@ def _floor_call(item: tuple[str, bytes, bytes | None]) -> int:
         from lensforge.builtin.quality import QualityThresholds, assess
 
         assess(image, QualityThresholds())  # NumPy arithmetic: the tool is its own library
-    elif tool == "ocr.read":
-        from tesserocr import RIL, iterate_level
-
-        api = _STATE["api"]
-        api.SetImage(image)
-        api.Recognize()
-        iterator = api.GetIterator()
-        if iterator is not None and not iterator.Empty(RIL.WORD):
-            for word in iterate_level(iterator, RIL.WORD):
-                _ = (
-                    word.GetUTF8Text(RIL.WORD),
-                    word.Confidence(RIL.WORD),
-                    word.BoundingBox(RIL.WORD),
-                )
-    elif tool == "codes.decode":
-        import numpy as np
-        import zxingcpp
-
-        gray = np.asarray(image.convert("L"))
-        _STATE["qr"].detectAndDecodeMulti(gray)
-        zxingcpp.read_barcodes(gray)
     elif tool in ("faces.detect", "faces.redact"):
         import cv2
         import numpy as np
