@@ -12,7 +12,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +83,16 @@ def wait_for_job(
             return job
         time.sleep(0.02)
     raise AssertionError(f"job {job_id} never reached {sorted(statuses)}: {job}")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` every 20 ms until it is truthy; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def wait_until_serving(
