@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, update
 
-from lensforge.errors import ValidationError
-from lensforge.security.keys import KeyStore, parse_scopes
+from lensforge.errors import StoreError, ValidationError
+from lensforge.security import keys as keys_module
+from lensforge.security.keys import Caller, KeyStore, key_id, parse_scopes
 from lensforge.store.tables import api_keys
 
 
@@ -39,3 +40,56 @@ def test_keys_are_listed_oldest_first(engine: Engine) -> None:
         for age, info in enumerate(made):
             conn.execute(update(api_keys).where(api_keys.c.id == info.id).values(created_at=-age))
     assert [info.name for info in keys.list()] == ["c", "b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("presented", "expected"),
+    [
+        ("lf_0123456789ab_secret_with_underscores", "0123456789ab"),
+        ("  lf_0123456789ab_s  ", "0123456789ab"),
+        ("lf_0123456789a_s", None),  # the id part is 12 characters
+        ("xx_0123456789ab_s", None),
+        ("lf_0123456789ab", None),
+        ("lf 0123456789ab s", None),
+    ],
+)
+def test_the_public_id_of_a_presented_key(presented: str, expected: str | None) -> None:
+    assert key_id(presented) == expected
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(keys_module.time, "monotonic", fake)
+    return fake
+
+
+def test_a_key_lookup_is_trusted_for_cache_s_then_read_again(engine: Engine, clock: Clock) -> None:
+    """The documented revocation lag: a key revoked elsewhere (another server, the CLI) still
+    passes here until this server's cached lookup is ``cache_s`` old, and not a moment longer."""
+    here, elsewhere = KeyStore(engine, cache_s=2.0), KeyStore(engine)
+    info, secret = here.create("k", ("read",))
+    assert here.verify(secret) == Caller(info.id, frozenset({"read"}), "k")
+    assert elsewhere.revoke(info.id)
+    clock.now += 1.0
+    assert here.verify(secret) is not None  # from the cache: no database read
+    clock.now += 1.0  # exactly cache_s old: read again
+    assert here.verify(secret) is None
+
+
+def test_an_unreadable_key_table_is_a_store_error_naming_the_check(bare_engine: Engine) -> None:
+    keys = KeyStore(bare_engine)
+    with pytest.raises(StoreError) as raised:
+        keys.verify("lf_0123456789ab_secret")
+    assert str(raised.value).startswith("Checking API keys failed:")
+    with pytest.raises(StoreError) as counted:
+        keys.enabled()
+    assert str(counted.value).startswith("Checking API keys failed:")
