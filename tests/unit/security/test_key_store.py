@@ -4,7 +4,7 @@ security/keys.py; the HTTP side is tests/security/test_keys.py)."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
 from lensforge.errors import StoreError, ValidationError
 from lensforge.security import keys as keys_module
@@ -93,3 +93,22 @@ def test_an_unreadable_key_table_is_a_store_error_naming_the_check(bare_engine: 
     with pytest.raises(StoreError) as counted:
         keys.enabled()
     assert str(counted.value).startswith("Checking API keys failed:")
+
+
+def test_only_the_exact_key_format_verifies(engine: Engine) -> None:
+    keys = KeyStore(engine)
+    _, secret = keys.create("k", ("read",))
+    prefix, key, raw = secret.split("_", 2)
+    assert keys.verify(f"  {secret} ") is not None
+    assert keys.verify(f"xx_{key}_{raw}") is None  # the right id and secret, the wrong prefix
+    assert keys.verify(f"{prefix}_{key}x_{raw}") is None
+    assert keys.verify(f"{prefix}_{key}_{raw}x") is None
+
+
+def test_a_secret_carries_32_random_bytes_and_a_16_byte_salt(engine: Engine) -> None:
+    keys = KeyStore(engine)
+    info, secret = keys.create("k", ("read",))
+    assert len(secret.split("_", 2)[2]) == 43  # base64url of 32 bytes, unpadded
+    with engine.connect() as conn:
+        salt = conn.execute(select(api_keys.c.salt).where(api_keys.c.id == info.id)).scalar_one()
+    assert len(bytes.fromhex(salt)) == 16
