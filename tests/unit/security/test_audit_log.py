@@ -3,6 +3,7 @@ a broken database gives (focused tests that kill mutants of security/audit.py)."
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 
@@ -58,3 +59,13 @@ def test_a_broken_database_is_a_store_error_naming_what_failed(bare_engine: Engi
     with pytest.raises(StoreError) as write:
         audit.record("key_created", "k1")
     assert str(write.value).startswith("Recording an audit event failed:")
+
+
+def test_each_event_is_also_a_structured_log_line(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="lensforge.audit"):
+        AuditLog(engine).record("key_created", "k1", name="a")
+    (line,) = [r for r in caplog.records if r.name == "lensforge.audit"]
+    assert line.getMessage() == "key_created key=k1 {'name': 'a'}"
+    assert (line.event, line.key_id) == ("key_created", "k1")  # type: ignore[attr-defined]
