@@ -112,3 +112,18 @@ def test_a_secret_carries_32_random_bytes_and_a_16_byte_salt(engine: Engine) -> 
     with engine.connect() as conn:
         salt = conn.execute(select(api_keys.c.salt).where(api_keys.c.id == info.id)).scalar_one()
     assert len(bytes.fromhex(salt)) == 16
+
+
+def test_auth_off_is_trusted_for_cache_s_and_auth_on_for_good(engine: Engine, clock: Clock) -> None:
+    """An answer of "no keys yet" is re-read every ``cache_s``; once a key exists, auth
+    stays on without another read (revoking every key must not open the server)."""
+    here, elsewhere = KeyStore(engine, cache_s=2.0), KeyStore(engine)
+    assert not here.enabled()
+    info, _ = elsewhere.create("k", ("read",))
+    clock.now += 1.9
+    assert not here.enabled()  # the cached answer, no database read
+    clock.now += 0.1
+    assert here.enabled()
+    elsewhere.revoke(info.id)
+    clock.now += 60
+    assert here.enabled() and KeyStore(engine, cache_s=0).enabled()
