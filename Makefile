@@ -57,9 +57,9 @@ $(VENV)/.installed-mutation: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e '.[test,mutation]'
 	touch $@
 
-## Mutation testing (docs/testing.md): slow, not part of `make test`. One package at a time:
-## make mutation MUTANTS='lensforge.security.*'; MUTATION_CHILDREN sets the parallel workers.
-MUTANTS ?= lensforge.security.* lensforge.api.auth.* lensforge.api.deps.* lensforge.store.* lensforge.execution.*
+## Mutation testing (docs/testing.md): slow, not part of `make test`. Every mutant not yet
+## checked, resuming from mutants/; MUTANTS='lensforge.security.*' (re)checks one package.
+MUTANTS ?=
 MUTATION_CHILDREN ?= 2
 mutation: $(VENV)/.installed-mutation
 	$(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(foreach m,$(MUTANTS),'$(m)')
