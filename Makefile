@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-test system-deps lint typecheck bench clean
+.PHONY: run test install install-test system-deps lint typecheck bench mutation clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,18 @@ bench: system-deps $(VENV)/.installed-bench
 		|| echo "redis-server is missing (sudo apt-get install -y redis-server): throughput.py skips Celery"
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/throughput.py
+
+$(VENV)/.installed-mutation: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -e '.[test,mutation]'
+	touch $@
+
+## Mutation testing (docs/testing.md): slow, not part of `make test`. Every mutant not yet
+## checked, resuming from mutants/; MUTANTS='lensforge.security.*' (re)checks one package.
+MUTANTS ?=
+MUTATION_CHILDREN ?= 2
+mutation: $(VENV)/.installed-mutation
+	$(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(foreach m,$(MUTANTS),'$(m)')
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) lensforge.db lensforge-data .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from tests.integration.conftest import PG_BIN, _as_postgres, _missing_postgres
-from tests.support import free_port
+from tests.support import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,16 +103,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.launch"], cwd=ROOT, env=self.env
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None, "server exited during start-up"
-            time.sleep(0.1)
-        raise AssertionError("server did not become ready")
+        wait_until_serving(self.process, self.url, timeout_s=timeout_s)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

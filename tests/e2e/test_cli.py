@@ -11,21 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.support import jpeg, png
+from tests.support import ENVELOPE_KEYS, jpeg, png
 
 pytestmark = pytest.mark.slow
-
-ENVELOPE_KEYS = {
-    "code",
-    "message",
-    "details",
-    "retryable",
-    "plugin",
-    "tool",
-    "job_id",
-    "request_id",
-    "timestamp",
-}
 
 
 def lensforge_command() -> list[str]:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from lensforge.store import JobStore, Status
-from tests.support import free_port
+from tests.support import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,16 +43,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.launch"], cwd=ROOT, env=self.env
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None, "server exited during start-up"
-            time.sleep(0.1)
-        raise AssertionError("server did not become ready")
+        wait_until_serving(self.process, self.url)
 
     def children(self) -> list[int]:
         assert self.process is not None

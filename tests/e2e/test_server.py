@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, png
+from tests.support import free_port, png, wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -57,17 +57,10 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server not healthy in {START_TIMEOUT_S}s:\n{self.log.read_text()}")
+        wait_until_serving(
+            self.process, self.url, path="/healthz", timeout_s=START_TIMEOUT_S, log=self.log
+        )
+        return self
 
     def terminate(self) -> float:
         """SIGTERM; returns how long the process took to exit."""

@@ -18,6 +18,7 @@ from lensforge.api import create_app
 from lensforge.settings import Settings
 from lensforge.store import JobStore, Status
 from tests.plugins_for_tests import Chaos, Testing
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 TERMINAL = {"SUCCESS", "FAILED", "CANCELLED"}
@@ -66,15 +67,6 @@ def wait_terminal(client: TestClient, job_id: str, timeout: float = 20) -> dict[
     raise AssertionError(f"job {job_id} not terminal after {timeout}s: {job}")
 
 
-def wait_for(predicate: Any, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 def events(client: TestClient, job_id: str) -> list[dict[str, Any]]:
     return list(client.get(f"/v1/jobs/{job_id}/events").json()["events"])
 
@@ -96,7 +88,7 @@ def test_hanging_tool_times_out_and_its_worker_is_replaced(local: TestClient) ->
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "timeout"
     assert 1.0 <= elapsed < 2.0
-    wait_for(lambda: len(executor(local).pids()) == 2 and set(executor(local).pids()) != before)
+    wait_until(lambda: len(executor(local).pids()) == 2 and set(executor(local).pids()) != before)
     gone = before - set(executor(local).pids())
     assert len(gone) == 1
     (pid,) = gone
@@ -147,7 +139,7 @@ def test_os_exit_costs_one_worker_not_the_server(local: TestClient) -> None:
 
 def test_cancel_running_job_kills_the_process_that_ran_it(local: TestClient) -> None:
     job_id = submit(local, "chaos", "hang")
-    wait_for(lambda: local.get(f"/v1/jobs/{job_id}").json()["status"] == "RUNNING")
+    wait_until(lambda: local.get(f"/v1/jobs/{job_id}").json()["status"] == "RUNNING")
     busy = {w.pid for w in executor(local)._workers if w.call is not None}
     assert len(busy) == 1
     started = time.monotonic()
@@ -171,7 +163,7 @@ def test_cancel_running_job_kills_the_process_that_ran_it(local: TestClient) -> 
 
 def test_cooperative_cancel_stops_a_tool_that_checks(local: TestClient) -> None:
     job_id = submit(local, "testing", "sleep", seconds=30)
-    wait_for(lambda: local.get(f"/v1/jobs/{job_id}").json()["status"] == "RUNNING")
+    wait_until(lambda: local.get(f"/v1/jobs/{job_id}").json()["status"] == "RUNNING")
     pids = set(executor(local).pids())
     local.post(f"/v1/jobs/{job_id}/cancel")
     assert wait_terminal(local, job_id, timeout=3)["status"] == "CANCELLED"
@@ -256,7 +248,7 @@ def test_sse_stream_shows_increasing_progress_and_ends_with_success(local: TestC
 
 def test_progress_is_visible_when_polling(local: TestClient) -> None:
     job_id = submit(local, "testing", "sleep", seconds=1.5)
-    wait_for(lambda: local.get(f"/v1/jobs/{job_id}").json()["progress"] > 0.2, timeout=5)
+    wait_until(lambda: local.get(f"/v1/jobs/{job_id}").json()["progress"] > 0.2, timeout=5)
     job = local.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "RUNNING"
     assert job["progress_message"] == "sleeping"
@@ -269,7 +261,7 @@ def test_back_pressure_answers_429_with_retry_after(tmp_path: Path) -> None:
     )
     with TestClient(app) as client:
         blocker = submit(client, "testing", "sleep", seconds=30)
-        wait_for(lambda: client.get(f"/v1/jobs/{blocker}").json()["status"] == "RUNNING")
+        wait_until(lambda: client.get(f"/v1/jobs/{blocker}").json()["status"] == "RUNNING")
         for _ in range(3):
             submit(client, "testing", "noop")
         response = client.post("/v1/jobs", json={"plugin": "testing", "tool": "noop"})
@@ -282,7 +274,7 @@ def test_back_pressure_answers_429_with_retry_after(tmp_path: Path) -> None:
 def test_kill_one_worker_while_200_jobs_run(local: TestClient, tmp_path: Path) -> None:
     marker = tmp_path / "completions"
     ids = [submit(local, "chaos", "record", path=str(marker), pause=0.01) for _ in range(200)]
-    wait_for(lambda: marker.exists() and marker.read_text().count("done") >= 20, timeout=30)
+    wait_until(lambda: marker.exists() and marker.read_text().count("done") >= 20, timeout=30)
     os.kill(executor(local).pids()[0], signal.SIGKILL)
     deadline = time.monotonic() + 60
     store = JobStore(local.app.state.services.settings.database_url)  # type: ignore[attr-defined]

@@ -20,10 +20,10 @@ from tests.integration.test_durability import (
     executor,
     local_settings,
     submit,
-    wait_for,
     wait_terminal,
 )
 from tests.plugins_for_tests import Chaos, Testing
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_a_queued_call_that_is_cancelled_never_runs(one_worker: TestClient, tmp_
     marker = tmp_path / "ran"
     head = submit(one_worker, "testing", "sleep", seconds=1.0)
     queued = submit(one_worker, "chaos", "record", path=str(marker), pause=0.0)
-    wait_for(lambda: executor(one_worker).pipelined > before)  # queued behind the sleep
+    wait_until(lambda: executor(one_worker).pipelined > before)  # queued behind the sleep
     one_worker.post(f"/v1/jobs/{queued}/cancel")
     assert wait_terminal(one_worker, queued, timeout=10)["status"] == "CANCELLED"
     assert wait_terminal(one_worker, head, timeout=10)["status"] == "SUCCESS"
@@ -86,7 +86,7 @@ def test_calls_queued_behind_a_crash_run_on_the_next_worker(one_worker: TestClie
     before = executor(one_worker).pipelined
     crash = submit(one_worker, "chaos", "crash_after", seconds=1.0)
     queued = [submit(one_worker, "testing", "echo", text=f"n{i}") for i in range(5)]
-    wait_for(lambda: executor(one_worker).pipelined >= before + 5)  # all behind the crash
+    wait_until(lambda: executor(one_worker).pipelined >= before + 5)  # all behind the crash
     for job_id, i in zip(queued, range(5), strict=True):
         job = wait_terminal(one_worker, job_id, timeout=30)
         assert job["status"] == "SUCCESS"
@@ -106,7 +106,7 @@ def test_a_queued_calls_time_limit_starts_when_it_starts(one_worker: TestClient)
         {"plugin": "testing", "tool": "sleep", "inputs": {"seconds": 0.1}, "timeout_s": 0.5},
     )
     started = time.monotonic()
-    wait_for(lambda: executor(one_worker).pipelined > before)
+    wait_until(lambda: executor(one_worker).pipelined > before)
     assert wait_terminal(one_worker, queued, timeout=10)["status"] == "SUCCESS"
     assert time.monotonic() - started >= 0.7  # it did wait behind the head, past 0.5 s
     assert wait_terminal(one_worker, head, timeout=10)["status"] == "SUCCESS"

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import httpx
 import httpx2
 import mcp_types as types
 from mcp import Client
@@ -30,7 +29,7 @@ from lensforge.settings import Settings
 from lensforge.wiring import Services, build_services
 from tests.conftest import TEST_PLUGINS
 from tests.mcp_server.plugins import Drawing
-from tests.support import free_port
+from tests.support import free_port, wait_until_serving
 
 T = TypeVar("T")
 MODERN = "2026-07-28"
@@ -169,16 +168,7 @@ class HttpServer:
                 env=server_env(self.tmp_path, self.port),
                 stderr=sink,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None, "server exited during start-up"
-            time.sleep(0.05)
-        raise AssertionError("server did not become ready")
+        wait_until_serving(self.process, self.url)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

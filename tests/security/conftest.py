@@ -25,7 +25,7 @@ import lensforge
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.security.plugins import PLUGINS
-from tests.support import b64, png
+from tests.support import ENVELOPE_KEYS, b64, png
 
 # What an error response must never carry (secrets are checked separately, per test):
 # tracebacks, this checkout's and the temporary directory's paths, SQL, storage internals.
@@ -42,17 +42,6 @@ LEAK_MARKS = (
     "UPDATE jobs",
     "secret_hash",
 )
-ENVELOPE_KEYS = {
-    "code",
-    "message",
-    "details",
-    "retryable",
-    "plugin",
-    "tool",
-    "job_id",
-    "request_id",
-    "timestamp",
-}
 # The routes reachable without a key by design (issue: /healthz, /readyz and the docs).
 PUBLIC = frozenset(
     {

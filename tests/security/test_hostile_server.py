@@ -27,7 +27,7 @@ import pytest
 
 from tests.security.conftest import LEAK_MARKS, b64, record_figure
 from tests.security.hostile import HOSTILE, Hostile
-from tests.support import free_port, png
+from tests.support import free_port, png, wait_until_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="/proc")]
 
@@ -117,17 +117,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"server not ready:\n{log.read_text()[-3000:]}")
+        wait_until_serving(process, url, timeout_s=60, log=log)
         yield Server(url, port, process, log, database, key, admin_key, [key, admin_key])
     finally:
         process.terminate()

@@ -83,11 +83,7 @@ def test_a_key_is_accepted_as_bearer_token_or_x_api_key(shared: Secure, header: 
 def test_a_wrong_or_malformed_key_is_401(shared: Secure, mangle: Any) -> None:
     key = mangle(shared.alice.secret, shared.alice.key_id)
     for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key}):
-        try:
-            response = shared.client.get("/v1/jobs", headers=headers)
-        except Exception:  # a header the HTTP client itself refuses (NUL): nothing to test
-            continue
-        assert_envelope(response, 401, "unauthorized")
+        assert_envelope(shared.client.get("/v1/jobs", headers=headers), 401, "unauthorized")
 
 
 def test_other_schemes_are_not_keys(shared: Secure) -> None:

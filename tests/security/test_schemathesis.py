@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import CHECKS as CHECK_REGISTRY
 from schemathesis.checks import load_all_checks
@@ -39,7 +37,7 @@ from tests.security.conftest import (
     record_figure,
     sha256,
 )
-from tests.support import free_port, png
+from tests.support import free_port, png, serving_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +50,6 @@ SCALE = max(1, int(os.environ.get("LENSFORGE_SCHEMATHESIS_SCALE", "1")))
 # headers, response schemas, negative data rejected, positive data accepted, auth, ...).
 load_all_checks()
 CHECKS = list(CHECK_REGISTRY.get_all())
-MODEL_BODIED = {"/v1/keys", "/v1/analyze-execution", "/v1/analyze-execution/async"}
 
 
 # positive_data_acceptance expects a 2xx for any request its schema allows. These routes
@@ -88,15 +85,6 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 
 
-def known_bug(method: str, path: str, status: int, keyed: bool) -> str | None:
-    """The xfail regression test of a failure already reported, if this is one."""
-    if (method, path, status) == ("GET", "/v1/audit", 500):
-        return "test_audit.py::test_an_out_of_range_audit_cursor_is_a_4xx"
-    if not keyed and path in MODEL_BODIED and status in (400, 422):
-        return "test_auth.py::test_a_malformed_body_without_a_key_is_still_401"
-    return None
-
-
 @dataclass
 class Live:
     """A real server in this process: its URL, app and keys."""
@@ -112,16 +100,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root: Path = tmp_path_factory.mktemp("schemathesis")
     port = free_port()
     app = create_app(make_settings(root), extra_plugins=PLUGINS)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", ws="none")
-    )
-    thread = threading.Thread(target=server.run, name="schemathesis-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline and thread.is_alive():
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    try:
+    with serving_in_thread(app, port, "schemathesis-server"):
         store = app.state.services.keys
         made = {}
         for name, scopes in (("alice", ("analyze", "read")), ("root", ("admin",))):
@@ -139,9 +118,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         assert answer.status_code == 200, answer.text
         ids = {"job": answer.json()["job_id"], "blob": sha256(image)}
         yield Live(url, app, made, ids)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @dataclass
@@ -149,7 +125,6 @@ class Tally:
     cases: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
-    known: list[str] = field(default_factory=list)
 
 
 def fuzz_operation(
@@ -215,9 +190,7 @@ def check_case(
     if not auth and path not in PUBLIC and status != 401:
         problem = f"reachable without a key: {response.text[:200]}"
     if problem is not None:
-        line = f"{case.operation.label} -> {status}: {problem}"
-        known = known_bug(case.method.upper(), path, status, keyed=bool(auth))
-        (tally.known if known else tally.failures).append(line)
+        tally.failures.append(f"{case.operation.label} -> {status}: {problem}")
 
 
 @pytest.mark.timeout(300)
@@ -246,7 +219,6 @@ def test_schemathesis_all_operations_with_and_without_keys(live: Live) -> None:
     record_figure("schemathesis_cases", {k: t.cases for k, t in tallies.items()} | {"total": total})
     record_figure("schemathesis_statuses", {k: t.statuses for k, t in tallies.items()})
     record_figure("schemathesis_failures", sum(len(t.failures) for t in tallies.values()))
-    record_figure("schemathesis_known_failures", {k: t.known for k, t in tallies.items()})
     record_figure("schemathesis_seconds", round(elapsed, 1))
     failures = [f"[{k}] {line}" for k, t in tallies.items() for line in t.failures]
     distinct = sorted(  # by key, operation, status and schemathesis's failure codes

@@ -17,20 +17,9 @@ from fastapi.testclient import TestClient
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.plugins_for_tests import TEST_PLUGINS
-from tests.support import b64, jpeg, png
+from tests.support import ENVELOPE_KEYS, b64, jpeg, png
 from tests.unit.api.support import wait_for
 
-ENVELOPE_KEYS = {
-    "code",
-    "message",
-    "details",
-    "retryable",
-    "plugin",
-    "tool",
-    "job_id",
-    "request_id",
-    "timestamp",
-}
 TRACEBACK_MARKS = ("Traceback", 'File "')
 
 

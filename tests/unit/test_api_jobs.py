@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.plugins_for_tests import TEST_PLUGINS
-from tests.support import b64, png
-from tests.unit.api.support import TERMINAL, wait_for
+from tests.support import TERMINAL, b64, png
+from tests.unit.api.support import wait_for
 
 JOB_FIELDS = {
     "id",

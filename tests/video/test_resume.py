@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from fastapi.testclient import TestClient
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from lensforge.video import write_mp4
+from tests.support import wait_until
 from tests.video.clips import scene_frames
 from tests.video.probe_plugin import FrameProbe
 
@@ -69,15 +69,6 @@ def submit(client: TestClient, clip: bytes, tool: str, log: Path, delay_s: float
     return str(response.json()["job_id"])
 
 
-def wait_for(predicate: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 def terminal(client: TestClient, job_id: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
@@ -85,7 +76,7 @@ def terminal(client: TestClient, job_id: str) -> dict[str, Any]:
         found.update(client.get(f"/v1/jobs/{job_id}").json())
         return found["status"] in TERMINAL
 
-    wait_for(done, timeout=60)
+    wait_until(done, timeout=60)
     return found
 
 
@@ -121,7 +112,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint(
 ) -> None:
     log = tmp_path / "killed.log"
     job_id = submit(local, clip, tool, log, delay_s=0.04)
-    wait_for(lambda: stored(local, job_id) >= 2 * CHUNK)
+    wait_until(lambda: stored(local, job_id) >= 2 * CHUNK, timeout=30)
     executor = local.app.state.services.jobs.plugins.executor  # type: ignore[attr-defined]
     os.kill(executor.pids()[0], signal.SIGKILL)
     job = terminal(local, job_id)
@@ -157,7 +148,7 @@ def test_cancel_mid_video_stops_within_one_chunk(
 ) -> None:
     log = tmp_path / "cancel.log"
     job_id = submit(local, clip, "analyze", log, delay_s=0.05)
-    wait_for(lambda: stored(local, job_id) >= CHUNK)
+    wait_until(lambda: stored(local, job_id) >= CHUNK, timeout=30)
     running = local.get(f"/v1/jobs/{job_id}").json()
     assert re.fullmatch(r"frame \d+ of 90, ETA \d+ s", running["progress_message"]), running
     assert 0 < running["progress"] < 1

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from lensforge.video import write_mp4
-from tests.support import free_port
+from tests.support import free_port, wait_until_serving
 from tests.video.clips import scene_frames
 from tests.video.test_resume import CHUNK, FRAMES, calls
 
@@ -40,16 +40,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.video.launch_probe"], cwd=ROOT, env=self.env
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None, "server exited during start-up"
-            time.sleep(0.1)
-        raise AssertionError("server did not become ready")
+        wait_until_serving(self.process, self.url)
 
 
 @pytest.fixture

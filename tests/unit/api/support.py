@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from lensforge.api import create_app
 from lensforge.settings import Settings
 from tests.conftest import TEST_PLUGINS
-
-TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+from tests.support import wait_for_job
 
 
 def thread_app(root: Path) -> FastAPI:
@@ -28,18 +24,4 @@ def thread_app(root: Path) -> FastAPI:
     return create_app(settings, extra_plugins=TEST_PLUGINS)
 
 
-def wait_for(
-    client: TestClient,
-    job_id: str,
-    statuses: set[str] | frozenset[str] = TERMINAL,
-    timeout_s: float = 15.0,
-) -> dict[str, Any]:
-    """Poll ``GET /v1/jobs/{job_id}`` until the job is in one of ``statuses``."""
-    deadline = time.monotonic() + timeout_s
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} never reached {set(statuses)}: {job}")
+wait_for = wait_for_job  # the name these tests use
