@@ -140,6 +140,38 @@ def test_checkpoints_arrive_once_each_in_order_before_the_result(
     assert seen == [(step + 1, [{"index": step}]) for step in range(8)]
 
 
+def test_calls_wait_for_a_slot_and_a_waiting_call_cancelled_never_runs(
+    ray_executor: tuple[RayExecutor, asyncio.Runner],
+) -> None:
+    """The executor takes two calls per running one (the next job waits beside the actors);
+    one cancelled while it waits answers ``cancelled`` when a slot frees, without running."""
+    executor, runner = ray_executor
+    assert executor.capacity == 2 * executor.workers
+
+    def sleep_call(job_id: str) -> ToolCall:
+        return ToolCall("testing", "sleep", {"seconds": 2}, job_id=job_id, timeout_s=30)
+
+    async def go() -> tuple[Outcome, list[Outcome], float]:
+        busy = [
+            asyncio.create_task(executor.run(sleep_call(f"job-busy-{i}"), CallControl()))
+            for i in range(executor.workers)
+        ]
+        await asyncio.sleep(0.5)
+        control = CallControl()
+        waiting = asyncio.create_task(executor.run(sleep_call("job-waiting"), control))
+        await asyncio.sleep(0.2)
+        control.cancel()
+        outcome = await asyncio.wait_for(waiting, 15)
+        answered = time.monotonic()
+        done = await asyncio.gather(*busy)
+        return outcome, done, time.monotonic() - answered
+
+    outcome, busy, after = runner.run(go())
+    assert outcome.error_code == "cancelled"
+    assert all(o.ok for o in busy)
+    assert after < 1.0  # answered as the slot freed, not after a run of its own
+
+
 def test_a_private_cluster_listens_on_loopback_only(
     ray_executor: tuple[RayExecutor, asyncio.Runner],
 ) -> None:

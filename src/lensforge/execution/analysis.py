@@ -152,7 +152,9 @@ class AnalysisExecutionService:
         """Worker processes alive (local executor), else how many calls it takes at once."""
         executor = self.jobs.plugins.executor
         pids = getattr(executor, "pids", None)
-        return len(pids()) if callable(pids) else int(executor.capacity)
+        if callable(pids):
+            return len(pids())
+        return int(getattr(executor, "workers", executor.capacity))
 
     def default_tool(self, plugin: str) -> str:
         """The name of a plugin's first tool (for callers that name only the plugin)."""

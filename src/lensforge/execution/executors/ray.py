@@ -42,6 +42,7 @@ from lensforge.registry import Registry
 
 log = logging.getLogger(__name__)
 PROGRESS_POLL_S = 0.25
+PIPELINE_DEPTH = 2  # calls the executor takes per call it runs at once (see capacity)
 CLUSTER_TTL_S = 5.0  # how long the cluster's resource totals are trusted
 
 
@@ -145,7 +146,10 @@ class RayExecutor:
     ) -> None:
         self.config = config
         self.registry = registry
-        self.capacity = workers
+        self.workers = workers  # calls running at once
+        # One more call held per running one: the store's round trips between two jobs
+        # (finish, claim the next) overlap a running call instead of idling the actors.
+        self.capacity = workers * PIPELINE_DEPTH
         self.address = address
         self.cancel_grace_s = cancel_grace_s
         self._pools: dict[str, _Pool] = defaultdict(_Pool)
@@ -170,7 +174,7 @@ class RayExecutor:
             }
             if self.address in ("", "local"):
                 # A private single-node cluster on loopback, sized to the worker count.
-                options |= {"num_cpus": self.capacity, "_node_ip_address": "127.0.0.1"}
+                options |= {"num_cpus": self.workers, "_node_ip_address": "127.0.0.1"}
             else:
                 options["address"] = self.address
             # On the event loop's own thread, once at start-up (a few seconds): Ray binds its
@@ -197,7 +201,7 @@ class RayExecutor:
 
         A tool that declares nothing asks for no CPU: an actor holds its resources for its
         whole life, so idle actors of other plugins would otherwise block the cluster; how
-        many calls run at once is this executor's capacity (``workers``), as for ``local``.
+        many calls run at once is ``workers``, as for ``local``.
         """
         try:
             tools = list(self.registry.get(plugin).tools.values())
@@ -250,6 +254,8 @@ class RayExecutor:
                 call, ResourceExhausted(f"The tool cannot run on this Ray cluster: {missing}.")
             )
         async with self._free:
+            if control.cancelled:  # cancelled while it waited for a free slot
+                return _failed(call, Cancelled())
             return await self._run(call, control)
 
     async def _run(self, call: ToolCall, control: CallControl) -> Outcome:
