@@ -120,8 +120,11 @@ async def test_the_thread_executor_carries_resume_state_and_checkpoints(tmp_path
     assert plain.result == {"total": 15, "started_at": 0, "durable": False}
 
 
-def test_a_ray_plugin_actor_holds_checkpoints_until_taken(tmp_path: Any) -> None:
-    """The actor's body, without Ray: the executor polls ``take_checkpoints`` like progress."""
+def test_a_ray_plugin_actor_returns_the_checkpoints_not_taken_with_the_result(
+    tmp_path: Any,
+) -> None:
+    """The actor's body, without Ray: the executor polls ``take_checkpoints`` while a call
+    runs; those still held when it ends come back with its outcome, and are gone from it."""
     from lensforge.execution.executors.ray import PluginHost
     from lensforge.execution.worker import WorkerConfig, plugin_path
     from lensforge.settings import Settings
@@ -129,10 +132,9 @@ def test_a_ray_plugin_actor_holds_checkpoints_until_taken(tmp_path: Any) -> None
     settings = Settings(data_dir=tmp_path, plugins_allow=["counter"])
     host = PluginHost(WorkerConfig(settings, MediaLimits(), [plugin_path(Counter)]), "counter")
     call = ToolCall("counter", "count", {"to": 4}, job_id="j", resume={"next": 0, "total": 0})
-    outcome = Outcome(*host.run(call.to_wire()))
-    assert outcome.result == {"total": 6, "started_at": 0, "durable": True}
-    taken = host.take_checkpoints("j")
-    assert [state["next"] for state, _ in taken] == [2, 4]
+    wire, left = host.run(call.to_wire())
+    assert Outcome(*wire).result == {"total": 6, "started_at": 0, "durable": True}
+    assert [state["next"] for state, _ in left] == [2, 4]
     assert host.take_checkpoints("j") == []
 
 
