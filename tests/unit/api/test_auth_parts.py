@@ -93,3 +93,29 @@ def test_the_caller_is_the_one_auth_set_else_the_local_user() -> None:
     someone = Caller(id="k1", scopes=frozenset({READ}))
     assert anyio.run(get_caller, request({})) is LOCAL_USER
     assert anyio.run(get_caller, request({"caller": someone})) is someone
+
+
+def test_the_route_is_found_under_a_root_path_too() -> None:
+    """Behind a proxy's prefix (``root_path``) a request's path carries the prefix: the
+    string comparison of plain routes must not be used, or no route would match."""
+    from starlette.routing import Route
+
+    from lensforge.api.auth import route_for
+
+    async def endpoint(request: Request) -> None: ...
+
+    plain = Route("/v1/jobs", endpoint, methods=["GET"])
+    scope = {"type": "http", "method": "GET", "path": "/api/v1/jobs", "root_path": "/api"}
+    assert route_for([plain], scope) is plain
+    assert route_for([plain], {**scope, "method": "POST"}) is plain  # PARTIAL: a 405
+    assert route_for([plain], {**scope, "path": "/api/v1/other"}) is None
+
+
+def test_a_declared_scope_that_is_not_a_string_counts_as_none() -> None:
+    from starlette.routing import Route
+
+    async def endpoint(request: Request) -> None: ...
+
+    route = Route("/x", endpoint)
+    route.openapi_extra = {"x-required-scope": 5}  # type: ignore[attr-defined]
+    assert declared_scope(route) is None  # so the route is admin-only, failing closed
