@@ -23,24 +23,12 @@ from pathlib import Path
 import pytest
 
 from lensforge.store import JobStore
-from tests.chaos.support import Load, Postgres, Server, postgres_missing, probe
+from tests.chaos.support import Load, Postgres, Server, probe
 from tests.support import b64
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(300)]
 SHORT = {"plugin": "testing", "tool": "sleep", "inputs": {"seconds": 0.05}}
 FAST_RECOVERY = {"LENSFORGE_LEASE_S": "3"}
-
-
-@pytest.fixture
-def postgres() -> Iterator[Postgres]:
-    reason = postgres_missing()
-    if reason:
-        pytest.skip(reason)
-    cluster = Postgres()
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture

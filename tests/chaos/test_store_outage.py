@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,22 +20,10 @@ import pytest
 
 from lensforge.security.keys import KeyStore
 from lensforge.store import JobStore
-from tests.chaos.support import Postgres, Server, postgres_missing, probe
+from tests.chaos.support import Postgres, Server, probe
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(240)]
 NOOP = {"plugin": "testing", "tool": "noop", "inputs": {}}
-
-
-@pytest.fixture
-def postgres() -> Iterator[Postgres]:
-    reason = postgres_missing()
-    if reason:
-        pytest.skip(reason)
-    cluster = Postgres()
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def _server_with_key(tmp_path: Path, postgres: Postgres) -> tuple[Server, dict[str, str]]:

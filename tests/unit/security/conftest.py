@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +30,22 @@ def bare_engine(tmp_path: Path) -> Iterator[Engine]:
         yield store.engine
     finally:
         store.close()
+
+
+class Clock:
+    """``time.monotonic`` as the test sets it (``clock.now``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """A fake monotonic clock for the key cache and the token bucket (both read
+    ``time.monotonic``)."""
+    fake = Clock()
+    monkeypatch.setattr(time, "monotonic", fake)
+    return fake

@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from lensforge.errors import StoreError, ValidationError
-from lensforge.security import keys as keys_module
 from lensforge.security.keys import Caller, KeyStore, key_id, parse_scopes
 from lensforge.store.tables import api_keys
+from tests.unit.security.conftest import Clock
 
 
 def test_scopes_parse_sorted_and_deduplicated() -> None:
@@ -55,21 +55,6 @@ def test_keys_are_listed_oldest_first(engine: Engine) -> None:
 )
 def test_the_public_id_of_a_presented_key(presented: str, expected: str | None) -> None:
     assert key_id(presented) == expected
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(keys_module.time, "monotonic", fake)
-    return fake
 
 
 def test_a_key_lookup_is_trusted_for_cache_s_then_read_again(engine: Engine, clock: Clock) -> None:

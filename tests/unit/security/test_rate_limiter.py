@@ -5,23 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lensforge.security import ratelimit
 from lensforge.security.ratelimit import RateLimiter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(ratelimit.time, "monotonic", fake)
-    return fake
+from tests.unit.security.conftest import Clock
 
 
 def test_a_burst_of_one_allows_exactly_one_request_at_once(clock: Clock) -> None:
