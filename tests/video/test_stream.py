@@ -133,6 +133,42 @@ def test_frames_faster_than_the_tool_are_dropped_by_policy(client: TestClient, p
         assert done[0] == 0 and 9 in dropped  # the frames already queued survive
 
 
+def test_a_frame_the_server_cannot_run_is_an_internal_error_and_the_stream_goes_on(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = client.app.state.services.analysis.streams  # type: ignore[attr-defined]
+    put = hub.blobs.put
+    calls = 0
+
+    def put_failing_once(data: bytes) -> Any:  # the blob store fails (a full disk) for frame 1
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("No space left on device")
+        return put(data)
+
+    monkeypatch.setattr(hub.blobs, "put", put_failing_once)
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_json({"type": "open", "tool": "slow.look", "policy": "block"})
+        assert ws.receive_json()["type"] == "ready"
+        for i in range(3):
+            ws.send_bytes(frame(i))
+        ws.send_json({"type": "close"})
+        received = messages_until_closed(ws)
+    assert [(m["type"], m["frame"]) for m in received[:-1]] == [
+        ("result", 0),
+        ("error", 1),
+        ("result", 2),
+    ]
+    error = received[1]["error"]
+    assert error["code"] == "internal_error"
+    assert error["message"] == "The frame could not be run; see the server log."
+    assert (error["plugin"], error["tool"]) == ("slow", "look")
+    assert "No space" not in str(received)  # the cause stays in the log
+    assert (received[-1]["results"], received[-1]["errors"]) == (2, 1)
+    assert hub.snapshot()["errors"] == 1
+
+
 def test_a_bad_frame_closes_the_socket_with_1003(client: TestClient) -> None:
     with client.websocket_connect("/v1/stream") as ws:
         ws.send_json({"type": "open", "tool": "slow.look"})
