@@ -46,3 +46,14 @@ async def test_a_known_job_is_not_read_back_whole(store: JobStore) -> None:
     other = await running(store)
     failed = await store.transition(other.id, Status.RUNNING, Status.FAILED, error={"e": 1})
     assert failed.inputs == other.inputs and failed.inputs is not other.inputs
+
+
+async def test_a_cancel_request_made_meanwhile_reads_back_as_a_bool(store: JobStore) -> None:
+    """SQLite stores the flag as 0/1; the record (and the JSON made of it) says true/false."""
+    asked, left = await running(store), await running(store)
+    await store.request_cancel(asked.id)
+    for job, flag in ((asked, True), (left, False)):
+        done = await store.transition(
+            job.id, Status.RUNNING, Status.CANCELLED, owned_by="w1", known=job
+        )
+        assert done.cancel_requested is flag
