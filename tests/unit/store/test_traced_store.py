@@ -163,3 +163,18 @@ async def test_the_store_is_wrapped_only_when_tracing_is_on(store: JobStore) -> 
         assert isinstance(traced(store), TracedStore)
     finally:
         tracing.enable(False)
+
+
+@pytest.mark.parametrize(
+    "error", [{"e": 1}, {"error": "plain text"}, {"error": {"code": 42}}, {"error": {}}]
+)
+async def test_an_error_without_an_envelope_code_marks_no_span_as_failed(
+    store: JobStore, exporter: InMemorySpanExporter, error: dict[str, object]
+) -> None:
+    traced_store = TracedStore(store)
+    job, _ = await traced_store.create(new())
+    await traced_store.claim("w1", 30.0, 1)
+    await traced_store.transition(job.id, Status.RUNNING, Status.FAILED, error=error)
+    (span,) = spans_named(exporter, "lensforge.store.transition")
+    assert "lensforge.error.code" not in job_attrs(span)
+    assert span.status.status_code is not StatusCode.ERROR
