@@ -160,7 +160,9 @@ async def test_the_store_is_wrapped_only_when_tracing_is_on(store: JobStore) -> 
     assert traced(store) is store
     tracing.enable(True)
     try:
-        assert isinstance(traced(store), TracedStore)
+        wrapped = traced(store)
+        assert isinstance(wrapped, TracedStore)
+        assert wrapped.url == store.url  # this store, wrapped
     finally:
         tracing.enable(False)
 
