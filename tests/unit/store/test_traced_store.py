@@ -71,12 +71,13 @@ async def test_claim_passes_limit_and_cap_through_and_spans_each_job(
     traced_store = TracedStore(store)
     with tracing.tracer().start_as_current_span("request") as request:
         ids = [(await traced_store.create(new(owner="a")))[0].id for _ in range(3)]
-    (only,) = await traced_store.claim("w1", 30.0, 1, ids)  # the limit holds with job_ids
+    (only,) = await traced_store.claim("w1", 30.0, 1, ids[1:])  # of these, up to the limit
     both = await traced_store.claim("w1", 30.0, 2)  # no cap by default: one owner, 2 jobs
-    assert [job.id for job in both] == ids[1:]
-    assert only.id == ids[0]
+    assert only.id == ids[1]
+    assert [job.id for job in both] == [ids[0], ids[2]]
     claims = spans_named(exporter, "lensforge.store.claim")
-    assert [span.attributes["lensforge.job.id"] for span in claims if span.attributes] == ids
+    claimed = [ids[1], ids[0], ids[2]]
+    assert [span.attributes["lensforge.job.id"] for span in claims if span.attributes] == claimed
     last_two = claims[1:]
     # one write: both spans start before it and end after it, at the same two instants
     assert {(s.start_time, s.end_time) for s in last_two} == {
