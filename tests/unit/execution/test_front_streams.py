@@ -155,7 +155,9 @@ def test_a_tool_error_answers_that_frame_and_the_stream_goes_on(tmp_path: Path) 
     asyncio.run(scenario())
 
 
-def test_a_failing_executor_is_an_internal_error_for_that_frame(tmp_path: Path) -> None:
+def test_a_failing_executor_is_an_internal_error_for_that_frame(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(call: ToolCall, control: CallControl) -> Outcome:
         raise OSError("the executor is gone")
 
@@ -171,6 +173,8 @@ def test_a_failing_executor_is_an_internal_error_for_that_frame(tmp_path: Path) 
         assert error["message"] == "The frame could not be run; see the server log."
         assert (error["plugin"], error["tool"]) == ("front", "size")
         assert summary["errors"] == 1 and hub.totals["errors"] == 1
+        (logged,) = [r for r in caplog.records if r.exc_info is not None]
+        assert logged.getMessage() == f"stream {session.id} frame 0 failed"
 
     asyncio.run(scenario())
 
@@ -249,6 +253,21 @@ def test_a_slow_rate_still_lets_one_frame_through(tmp_path: Path) -> None:
         session = hub.open(SIZE, {}, owner="a", limits=StreamLimits(max_fps=0.5))
         await session.send(png())
         await session.send(png())
+        messages = await drain(session)
+        assert [m["type"] for m in messages] == ["dropped", "result", "closed"]
+        assert messages[0]["frames"] == [1]
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_stream_saves_up_at_most_one_seconds_worth_of_frames(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        hub = scripted_hub(tmp_path, ScriptedExecutor())
+        session = hub.open(SIZE, {}, owner="a", limits=StreamLimits(max_fps=1.5, queue=10))
+        frame = png()
+        await asyncio.sleep(0.4)  # idle: the bucket stays capped at 1.5 tokens
+        await session.send(frame)
+        await session.send(frame)
         messages = await drain(session)
         assert [m["type"] for m in messages] == ["dropped", "result", "closed"]
         assert messages[0]["frames"] == [1]
