@@ -5,8 +5,11 @@ the in-memory store with a real blob directory and the inline executor."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +51,24 @@ class Front(Plugin):
         for i in range(n):
             ctx.progress((i + 1) / n, f"step {i + 1}")
         return {"cancelled": ctx.cancelled}
+
+    @tool
+    def linger(self, seconds: float = 1.0, ctx: ToolContext | None = None) -> dict[str, Any]:
+        """Wait ``seconds`` unless cancelled first; say which thread ran it."""
+        assert ctx is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not ctx.cancelled:
+            time.sleep(0.005)
+        return {"cancelled": ctx.cancelled, "thread": threading.current_thread().name}
+
+    @tool
+    def meet(self) -> dict[str, bool]:
+        """Wait at MEETING for another call: passes only if two run at once."""
+        MEETING.wait()
+        return {"met": True}
+
+
+MEETING = threading.Barrier(2, timeout=2.0)
 
 
 def registry() -> Registry:
