@@ -62,9 +62,16 @@ class Front(Plugin):
         return {"cancelled": ctx.cancelled, "thread": threading.current_thread().name}
 
     @tool
-    def meet(self) -> dict[str, bool]:
+    def resumes(self, ctx: ToolContext | None = None) -> dict[str, Any]:
+        """Checkpoint once; return the state the call resumed from."""
+        assert ctx is not None
+        ctx.checkpoint({"at": 1}, [{"index": 0}])
+        return {"resume": ctx.resume}
+
+    @tool
+    def meet(self, wait_s: float = 2.0) -> dict[str, bool]:
         """Wait at MEETING for another call: passes only if two run at once."""
-        MEETING.wait()
+        MEETING.wait(wait_s)
         return {"met": True}
 
 

@@ -90,3 +90,36 @@ def test_a_worker_gone_is_heard_and_sending_to_it_fails_cleanly() -> None:
         protocol.close()
 
     asyncio.run(scenario())
+
+
+def test_a_calls_control_cancels_once_and_a_late_listener_hears_it_at_once() -> None:
+    control = CallControl()
+    heard: list[str] = []
+    control.add_cancel_listener(lambda: heard.append("early"))
+    assert not control.cancelled
+    control.cancel()
+    control.cancel()
+    assert control.cancelled and heard == ["early"]
+    control.add_cancel_listener(lambda: heard.append("late"))
+    assert heard == ["early", "late"]
+    assert control.cancel_event.is_set()  # made after the cancel: set from the start
+
+
+def test_a_cancel_event_made_before_the_cancel_is_set_by_it() -> None:
+    control = CallControl()
+    event = control.cancel_event
+    assert not event.is_set() and control.cancel_event is event
+    control.cancel()
+    assert event.is_set()
+
+
+def test_a_retried_call_resumes_from_its_jobs_state_and_checkpoints_reach_the_caller(
+    tmp_path: Path,
+) -> None:
+    saved: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    control = CallControl(on_checkpoint=lambda state, items: saved.append((state, items)))
+    call = ToolCall(plugin="front", tool="resumes", inputs={}, job_id="j1")
+    assert asyncio.run(inline(tmp_path).run(call, control)).result == {"resume": None}
+    resumed = CallControl(on_checkpoint=lambda state, items: None, resume={"at": 7})
+    assert asyncio.run(inline(tmp_path).run(call, resumed)).result == {"resume": {"at": 7}}
+    assert saved == [({"at": 1}, [{"index": 0}])]

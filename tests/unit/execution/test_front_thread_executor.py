@@ -94,12 +94,60 @@ def test_the_pool_runs_as_many_calls_at_once_as_it_has_workers(tmp_path: Path) -
     asyncio.run(scenario())
 
 
-def test_a_stopped_executor_takes_no_calls(tmp_path: Path) -> None:
+def test_the_pool_never_runs_more_calls_than_it_has_workers(tmp_path: Path) -> None:
     async def scenario() -> None:
+        MEETING.reset()
+        async with pool(tmp_path, 1) as executor:
+            both = await asyncio.gather(
+                executor.run(call("meet", wait_s=0.3), CallControl()),
+                executor.run(call("meet", wait_s=0.3), CallControl()),
+            )
+        assert [outcome.error_code for outcome in both] == ["plugin_error", "plugin_error"]
+        MEETING.reset()
+
+    asyncio.run(scenario())
+
+
+def test_an_executor_not_started_or_stopped_takes_no_calls(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        runner = ToolRunner(registry(), BlobStore(tmp_path), MediaLimits())
+        never = ThreadExecutor(runner, 1)
+        await never.stop()  # nothing to stop
+        with pytest.raises(AssertionError, match=r"^start\(\) the executor first$"):
+            await never.run(call("steps"), CallControl())
         async with pool(tmp_path, 1) as executor:
             pass
         await executor.stop()  # twice: nothing left to stop
-        with pytest.raises(AssertionError, match=r"start\(\) the executor first"):
+        with pytest.raises(AssertionError, match=r"^start\(\) the executor first$"):
             await executor.run(call("steps"), CallControl())
+
+    asyncio.run(scenario())
+
+
+def test_a_time_limit_of_zero_times_out_at_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with pool(tmp_path, 1) as executor:
+            outcome = await executor.run(call("linger", timeout_s=0, seconds=5), CallControl())
+        assert outcome.error_code == "timeout" and outcome.duration_s == 0.0
+        assert outcome.error is not None
+        assert outcome.error["error"]["message"] == "The tool ran past its time limit of 0 s."
+
+    asyncio.run(scenario())
+
+
+def test_stop_returns_at_once_and_drops_the_calls_not_started(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with pool(tmp_path, 1) as executor:
+            running = asyncio.ensure_future(executor.run(call("linger", seconds=1), CallControl()))
+            await asyncio.sleep(0.1)  # it holds the one thread
+            queued = asyncio.ensure_future(executor.run(call("linger", seconds=0), CallControl()))
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            await executor.stop()
+            assert time.monotonic() - started < 0.5  # it does not wait for the running tool
+            with pytest.raises(asyncio.CancelledError):
+                await queued  # never started: dropped, not run after the stop
+            outcome = await running  # the running one finishes on its own
+            assert outcome.result is not None and outcome.result["cancelled"] is False
 
     asyncio.run(scenario())
