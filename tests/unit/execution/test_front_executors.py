@@ -96,7 +96,7 @@ def test_a_calls_control_cancels_once_and_a_late_listener_hears_it_at_once() -> 
     control = CallControl()
     heard: list[str] = []
     control.add_cancel_listener(lambda: heard.append("early"))
-    assert not control.cancelled
+    assert control.cancelled is False
     control.cancel()
     control.cancel()
     assert control.cancelled and heard == ["early"]
