@@ -10,6 +10,8 @@ import pytest
 
 from lensforge.execution import verdicts
 from lensforge.execution.dispatch import Dispatcher
+from lensforge.execution.executors import CallControl
+from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.store import JobRecord, NewJob, Status
 from lensforge.testing import InMemoryJobStore
 from tests.unit.execution.support import ScriptedExecutor, fail, service, succeed
@@ -66,3 +68,24 @@ async def test_a_timed_wake_up_claims_what_is_pending() -> None:
     finally:
         await dispatcher.stop()
     assert [j.id for j in started] == [job.id]
+
+
+async def test_a_job_that_ends_at_once_wakes_its_submitter_at_once() -> None:
+    """submit_and_wait registers its waiter before the job can start: a job finished within
+    the loop step that started it still wakes it, not the recheck (here 60 s away)."""
+    async with service(ScriptedExecutor(succeed), poll_interval_s=SLOW_POLL_S) as jobs:
+        started = time.monotonic()
+        job = await jobs.submit_and_wait(new(), 5)
+        took = time.monotonic() - started
+    assert job.status is Status.SUCCESS
+    assert took < 4
+
+
+async def test_a_submitter_outlasting_several_rechecks_gets_its_job() -> None:
+    async def slow(call: ToolCall, control: CallControl) -> Outcome:
+        await asyncio.sleep(0.3)
+        return await succeed(call, control)
+
+    async with service(ScriptedExecutor(slow), poll_interval_s=0.02) as jobs:
+        job = await jobs.submit_and_wait(new(), 5)  # read again every 0.04 s meanwhile
+    assert (job.status, job.result) == (Status.SUCCESS, {"echo": {}, "attempt": 1})
