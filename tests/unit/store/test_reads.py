@@ -36,6 +36,9 @@ async def test_a_lease_is_expired_only_after_its_expiry_time(store: JobStore) ->
     assert await store.expired_leases(now=job.lease_expires_at) == []
     (expired,) = await store.expired_leases(now=job.lease_expires_at + 0.001)
     assert expired == job
+    done = await store.transition(job.id, Status.RUNNING, Status.SUCCESS, result=1)
+    assert done.lease_expires_at == job.lease_expires_at  # kept, but no longer RUNNING
+    assert await store.expired_leases(now=job.lease_expires_at + 3600) == []
 
 
 async def test_a_job_stored_before_retry_policies_reads_back_with_none(
