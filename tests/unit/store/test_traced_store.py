@@ -196,7 +196,10 @@ async def test_create_passes_claim_lease_and_blobs_through(
     assert created and (job.status, job.lease_owner) == (Status.RUNNING, "w9")
     assert job.lease_expires_at is not None and job.lease_expires_at >= before + 100.0
     assert await store.owns_blob(digest, "alice")
-    tracing.forget(job.id)
+    default, _ = await traced_store.create(new(), claim_for="w9")  # the store's 30 s lease
+    assert default.lease_expires_at == pytest.approx(default.created_at + 30.0, abs=1e-3)
+    for job_id in (job.id, default.id):
+        tracing.forget(job_id)
 
 
 async def test_a_refused_create_is_a_failed_span_naming_plugin_and_tool(
