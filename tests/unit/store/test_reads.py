@@ -36,6 +36,9 @@ async def test_a_lease_is_expired_only_after_its_expiry_time(store: JobStore) ->
     assert await store.expired_leases(now=job.lease_expires_at) == []
     (expired,) = await store.expired_leases(now=job.lease_expires_at + 0.001)
     assert expired == job
+    done = await store.transition(job.id, Status.RUNNING, Status.SUCCESS, result=1)
+    assert done.lease_expires_at == job.lease_expires_at  # kept, but no longer RUNNING
+    assert await store.expired_leases(now=job.lease_expires_at + 3600) == []
 
 
 async def test_a_job_stored_before_retry_policies_reads_back_with_none(
@@ -51,3 +54,17 @@ async def test_a_job_stored_before_retry_policies_reads_back_with_none(
     assert await store.list() == [old]
     assert await store.running_owned_by("w1") == [old]
     assert await store.expired_leases(now=job.lease_expires_at + 1) == [old]  # type: ignore[operator]
+
+
+async def test_every_read_gives_the_cancel_flag_and_retry_codes_as_stored(
+    store: JobStore,
+) -> None:
+    """The hot path (``get``) and SQLAlchemy's (the others) build records separately."""
+    job = await running(store, retry_on=("timeout", "worker_lost"))
+    await store.request_cancel(job.id)
+    expected = await store.get(job.id)
+    assert expected is not None
+    assert (expected.cancel_requested, expected.retry_on) == (True, ["timeout", "worker_lost"])
+    assert await store.get_many([job.id]) == [expected]
+    assert await store.list() == [expected]
+    assert await store.running_owned_by("w1") == [expected]

@@ -5,6 +5,7 @@ provider of this test's own (``tracing.tracer`` patched: no process-wide provide
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from lensforge import tracing
-from lensforge.errors import PluginError
+from lensforge.errors import Conflict, PluginError
 from lensforge.store import JobStore, Status
 from lensforge.store.traced import TracedStore, traced
 from tests.unit.store.conftest import new
@@ -181,3 +182,33 @@ async def test_an_error_without_an_envelope_code_marks_no_span_as_failed(
     (span,) = spans_named(exporter, "lensforge.store.transition")
     assert "lensforge.error.code" not in job_attrs(span)
     assert span.status.status_code is not StatusCode.ERROR
+
+
+async def test_create_passes_claim_lease_and_blobs_through(
+    store: JobStore, exporter: InMemorySpanExporter
+) -> None:
+    traced_store = TracedStore(store)
+    digest = "c" * 64
+    before = time.time()
+    job, created = await traced_store.create(
+        new(owner="alice"), claim_for="w9", lease_s=100.0, blobs=[digest]
+    )
+    assert created and (job.status, job.lease_owner) == (Status.RUNNING, "w9")
+    assert job.lease_expires_at is not None and job.lease_expires_at >= before + 100.0
+    assert await store.owns_blob(digest, "alice")
+    default, _ = await traced_store.create(new(), claim_for="w9")  # the store's 30 s lease
+    assert default.lease_expires_at == pytest.approx(default.created_at + 30.0, abs=1e-3)
+    for job_id in (job.id, default.id):
+        tracing.forget(job_id)
+
+
+async def test_a_refused_create_is_a_failed_span_naming_plugin_and_tool(
+    store: JobStore, exporter: InMemorySpanExporter
+) -> None:
+    traced_store = TracedStore(store)
+    await traced_store.create(new(idempotency_key="k", request_hash="h1"))
+    with pytest.raises(Conflict):
+        await traced_store.create(new(idempotency_key="k", request_hash="h2"))
+    refused = spans_named(exporter, "lensforge.store.create")[-1]
+    assert job_attrs(refused) == {"lensforge.plugin": "p", "lensforge.tool": "t"}
+    assert refused.status.status_code is StatusCode.ERROR
