@@ -182,3 +182,24 @@ def test_workers_alive_is_an_executors_declared_workers_else_its_capacity(
     assert ray.capacity != 2
     assert analysis(tmp_path, executor=ray).workers_alive() == 2
     assert analysis(tmp_path).workers_alive() == 1  # inline: one call at a time
+
+
+@pytest.mark.parametrize("requested", [0.0, -1.0, 60.5])
+def test_a_time_limit_outside_the_servers_range_is_refused(
+    tmp_path: Path, requested: float
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        analysis(tmp_path).prepare(
+            AnalysisRequest(plugin="front", tool="steps", timeout_s=requested)
+        )
+    assert caught.value.message == "timeout_s must be between 0 and 60 seconds."
+    assert caught.value.details == {"timeout_s": requested, "max_timeout_s": 60.0}
+    assert (caught.value.plugin, caught.value.tool) == ("front", "steps")
+
+
+def test_a_time_limit_up_to_the_maximum_is_the_jobs(tmp_path: Path) -> None:
+    front = analysis(tmp_path)
+    for requested in (0.001, 60.0):
+        new = front.prepare(AnalysisRequest(plugin="front", tool="steps", timeout_s=requested))
+        assert new.timeout_s == requested
+    assert front.prepare(AnalysisRequest(plugin="front", tool="steps")).timeout_s == 60.0
