@@ -226,6 +226,12 @@ def test_an_image_that_fails_its_check_names_its_field(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedMediaType) as caught:
         analysis(tmp_path).prepare(size_request(uploads={"image": b"not an image at all"}))
     assert caught.value.details["field"] == "image"
+    with pytest.raises(ValidationError) as bad:
+        analysis(tmp_path).prepare(size_request(inputs={"image": "not base64!"}))
+    assert bad.value.message == (
+        "Field 'image' is not valid base64; send the file's bytes base64-encoded."
+    )
+    assert bad.value.details == {"field": "image"}
 
 
 def test_a_stored_image_is_named_in_one_spelling_and_an_unknown_one_refused(
