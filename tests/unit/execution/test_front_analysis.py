@@ -260,3 +260,9 @@ def test_an_upload_for_a_field_that_takes_no_media_is_refused(tmp_path: Path) ->
         "its media inputs are ['image']."
     )
     assert caught.value.details == {"fields": ["n"]}
+
+
+def test_a_missing_image_is_left_to_the_schema_check(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as caught:
+        analysis(tmp_path).prepare(size_request())
+    assert "image" in caught.value.message
