@@ -25,7 +25,7 @@ from lensforge.settings import Settings
 from lensforge.store import Status
 from lensforge.testing import InMemoryJobStore
 from lensforge.video import VideoLimits
-from tests.support import png
+from tests.support import b64, png
 from tests.unit.execution.front_support import analysis, mp4, registry
 
 
@@ -182,3 +182,87 @@ def test_workers_alive_is_an_executors_declared_workers_else_its_capacity(
     assert ray.capacity != 2
     assert analysis(tmp_path, executor=ray).workers_alive() == 2
     assert analysis(tmp_path).workers_alive() == 1  # inline: one call at a time
+
+
+@pytest.mark.parametrize("requested", [0.0, -1.0, 60.5])
+def test_a_time_limit_outside_the_servers_range_is_refused(
+    tmp_path: Path, requested: float
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        analysis(tmp_path).prepare(
+            AnalysisRequest(plugin="front", tool="steps", timeout_s=requested)
+        )
+    assert caught.value.message == "timeout_s must be between 0 and 60 seconds."
+    assert caught.value.details == {"timeout_s": requested, "max_timeout_s": 60.0}
+    assert (caught.value.plugin, caught.value.tool) == ("front", "steps")
+
+
+def test_a_time_limit_up_to_the_maximum_is_the_jobs(tmp_path: Path) -> None:
+    front = analysis(tmp_path)
+    for requested in (0.001, 60.0):
+        new = front.prepare(AnalysisRequest(plugin="front", tool="steps", timeout_s=requested))
+        assert new.timeout_s == requested
+    assert front.prepare(AnalysisRequest(plugin="front", tool="steps")).timeout_s == 60.0
+
+
+# -- image inputs -----------------------------------------------------------------------------
+
+
+def size_request(**fields: object) -> AnalysisRequest:
+    return AnalysisRequest(plugin="front", tool="size", **fields)  # type: ignore[arg-type]
+
+
+def test_an_image_uploaded_or_sent_as_base64_is_checked_then_stored(tmp_path: Path) -> None:
+    front = analysis(tmp_path)
+    data = png(7, 5)
+    ref = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert front.prepare(size_request(uploads={"image": data})).inputs == {"image": {"blob": ref}}
+    new = front.prepare(size_request(inputs={"image": b64(data)}))
+    assert new.inputs == {"image": {"blob": ref}}
+    assert front.blobs.get(ref) == data
+
+
+def test_an_image_that_fails_its_check_names_its_field(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedMediaType) as caught:
+        analysis(tmp_path).prepare(size_request(uploads={"image": b"not an image at all"}))
+    assert caught.value.details["field"] == "image"
+    with pytest.raises(ValidationError) as bad:
+        analysis(tmp_path).prepare(size_request(inputs={"image": "not base64!"}))
+    assert bad.value.message == (
+        "Field 'image' is not valid base64; send the file's bytes base64-encoded."
+    )
+    assert bad.value.details == {"field": "image"}
+
+
+def test_a_stored_image_is_named_in_one_spelling_and_an_unknown_one_refused(
+    tmp_path: Path,
+) -> None:
+    front = analysis(tmp_path)
+    ref = front.blobs.put(png())
+    sent = " " + ref.removeprefix("sha256:").upper()
+    assert front.prepare(size_request(inputs={"image": {"blob": sent}})).inputs == {
+        "image": {"blob": ref}
+    }
+    unknown = " " * 20 + "sha256:" + "cd" * 32
+    with pytest.raises(BlobNotFound) as caught:
+        front.prepare(size_request(inputs={"image": {"blob": unknown}}))
+    assert caught.value.message == "Field 'image' names a blob this server does not hold."
+    assert caught.value.details == {"field": "image", "blob": unknown[:80]}
+
+
+def test_an_upload_for_a_field_that_takes_no_media_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as caught:
+        analysis(tmp_path).prepare(
+            AnalysisRequest(plugin="front", tool="size", uploads={"n": b"x", "image": png()})
+        )
+    assert caught.value.message == (
+        "Uploaded file field(s) ['n'] are not media inputs of this tool; "
+        "its media inputs are ['image']."
+    )
+    assert caught.value.details == {"fields": ["n"]}
+
+
+def test_a_missing_image_is_left_to_the_schema_check(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as caught:
+        analysis(tmp_path).prepare(size_request())
+    assert "image" in caught.value.message

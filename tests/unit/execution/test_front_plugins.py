@@ -3,14 +3,18 @@ the executor it stands for, and the plugin states reported by workers mirrored h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass, field, replace
 
 import pytest
 
+from lensforge.errors import WorkerLost
 from lensforge.execution.executors import CallControl
+from lensforge.execution.jobs import JobExecutionService
 from lensforge.execution.plugins import PluginExecutionService
+from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.registry import PluginState
-from lensforge.store import NewJob
+from lensforge.store import NewJob, Status
 from lensforge.testing import InMemoryJobStore
 from tests.unit.execution.front_support import registry
 from tests.unit.execution.support import ScriptedExecutor
@@ -41,12 +45,11 @@ async def test_a_jobs_call_carries_its_id_attempt_and_time_limit() -> None:
     unlimited, _ = await store.create(
         NewJob(plugin="front", tool="steps", inputs={}), claim_for="w"
     )
-    await plugins.execute(limited, CallControl())
+    await plugins.execute(replace(limited, attempts=2), CallControl())  # a retry
     await plugins.execute(unlimited, CallControl())
     first, second = executor.calls
     assert (first.plugin, first.tool, first.inputs) == ("front", "steps", {"n": 1})
-    assert (first.job_id, first.attempt, first.timeout_s) == (limited.id, limited.attempts, 2.5)
-    assert limited.attempts == 1
+    assert (first.job_id, first.attempt, first.timeout_s) == (limited.id, 2, 2.5)
     assert (second.job_id, second.timeout_s) == (unlimited.id, 9.0)  # a job stored before 0003
 
 
@@ -55,9 +58,9 @@ async def test_plugin_states_reported_by_workers_are_mirrored_once_started() -> 
     reg.add_unavailable("gone", "needs a package that is not installed")
     executor = Reporting(
         plugin_states={
+            "unknown": ("INITIALIZED", None),  # not in this registry: skipped
             "front": ("FAILED", "setup raised RuntimeError"),
             "gone": ("INITIALIZED", None),  # already UNAVAILABLE here: left so
-            "unknown": ("INITIALIZED", None),  # not in this registry: ignored
         }
     )
     plugins = PluginExecutionService(reg, executor, default_timeout_s=5.0)
@@ -79,3 +82,42 @@ async def test_an_executor_without_workers_leaves_the_states_as_they_are() -> No
     await plugins.start()
     assert reg.get("front").state is PluginState.LOADED
     await plugins.stop()
+
+
+async def lost_worker(call: ToolCall, control: CallControl) -> Outcome:
+    return Outcome(error=WorkerLost("The worker process died.").envelope())
+
+
+async def test_a_lost_worker_is_retried_three_times_by_default() -> None:
+    plugins = PluginExecutionService(
+        registry(), ScriptedExecutor(script=lost_worker), default_timeout_s=5.0
+    )
+    job, _ = await InMemoryJobStore().create(
+        NewJob(plugin="front", tool="steps", inputs={}), claim_for="w"
+    )
+    assert (await plugins.execute(job, CallControl())).status is Status.PENDING
+    third = replace(job, attempts=3)
+    verdict = await plugins.execute(third, CallControl())
+    assert (verdict.status, verdict.code) == (Status.FAILED, "worker_lost")
+
+
+async def test_lease_recovery_allows_the_services_worker_lost_attempts() -> None:
+    store = InMemoryJobStore()
+    plugins = PluginExecutionService(
+        registry(), ScriptedExecutor(), default_timeout_s=5.0, worker_lost_attempts=2
+    )
+    jobs = JobExecutionService(store, plugins)
+    job, _ = await store.create(
+        NewJob(plugin="front", tool="steps", inputs={}), claim_for="gone", lease_s=0.0
+    )
+    await asyncio.sleep(0.01)
+    assert await jobs.recover() == 1
+    requeued = await store.get(job.id)
+    assert requeued is not None and requeued.status is Status.PENDING
+    (again,) = await store.claim("gone", 0.0, 1)
+    assert again.attempts == 2
+    await asyncio.sleep(0.01)
+    assert await jobs.recover() == 1
+    failed = await store.get(job.id)
+    assert failed is not None and failed.status is Status.FAILED
+    assert failed.error is not None and failed.error["error"]["code"] == "worker_lost"

@@ -243,6 +243,7 @@ def test_frames_past_the_rate_limit_are_dropped_until_tokens_refill(tmp_path: Pa
             {"type": "dropped", "frames": [4], "reason": "rate", "total": 2},
         ]
         assert [m["frame"] for m in messages if m["type"] == "result"] == [0, 1, 3]
+        assert hub.totals["dropped"] == 2
 
     asyncio.run(scenario())
 
