@@ -110,3 +110,23 @@ async def test_overlapping_finishes_claim_the_backlog_within_capacity() -> None:
     assert executor.most_at_once == 2
     assert len(leases) == 12
     assert all(6.5 < lease < 7.5 for lease in leases)  # this server's lease_s, however claimed
+
+
+async def test_each_transition_is_one_structured_info_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="lensforge.execution.jobs"):
+        async with service(ScriptedExecutor()) as jobs:
+            job = await jobs.submit_and_wait(new(), 5)
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "job_transition"]
+    (line,) = lines  # RUNNING -> SUCCESS (the claim at creation is logged as job_claimed)
+    assert line.getMessage() == f"job {job.id} RUNNING -> SUCCESS"
+    fields = ("job_id", "plugin", "tool", "from_status", "to_status", "attempt")
+    assert tuple(getattr(line, name) for name in fields) == (
+        job.id,
+        "p",
+        "t",
+        "RUNNING",
+        "SUCCESS",
+        1,
+    )
