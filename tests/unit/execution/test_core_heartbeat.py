@@ -130,3 +130,27 @@ async def test_each_transition_is_one_structured_info_line(
         "SUCCESS",
         1,
     )
+
+
+async def test_a_fenced_result_is_logged_with_its_event(caplog: pytest.LogCaptureFixture) -> None:
+    store = InMemoryJobStore()
+    release = asyncio.Event()
+
+    async def late(call: ToolCall, control: CallControl) -> Outcome:
+        await release.wait()
+        return Outcome(result="stale")
+
+    with caplog.at_level(logging.WARNING, logger="lensforge.execution.jobs"):
+        async with service(ScriptedExecutor(late), store) as jobs:
+            job, _ = await jobs.submit(NewJob(plugin="p", tool="t", inputs={}, max_attempts=2))
+            await running(jobs, job.id)
+            await store.transition(job.id, Status.RUNNING, Status.PENDING, lease_owner=None)
+            await store.claim("other-server", 30.0, 1)
+            release.set()
+            for _ in range(200):
+                if any(getattr(r, "event", None) == "job_result_fenced" for r in caplog.records):
+                    break
+                await asyncio.sleep(0.01)
+    (line,) = [r for r in caplog.records if getattr(r, "event", None) == "job_result_fenced"]
+    assert line.job_id == job.id  # type: ignore[attr-defined]
+    assert line.getMessage() == f"job {job.id} result refused: its lease was taken over"
