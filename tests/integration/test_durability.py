@@ -133,7 +133,9 @@ def test_segfault_is_worker_lost_after_the_configured_attempts(local: TestClient
 
 def test_os_exit_costs_one_worker_not_the_server(local: TestClient) -> None:
     job_id = submit(local, "chaos", "exit")
-    assert wait_terminal(local, job_id, timeout=30)["error"]["code"] == "worker_lost"
+    error = wait_terminal(local, job_id, timeout=30)["error"]
+    assert error["code"] == "worker_lost"
+    assert error["details"] == {"exit_code": 3}  # the tool's os._exit(3)
     assert local.get("/healthz").status_code == 200
 
 

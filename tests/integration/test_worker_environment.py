@@ -39,6 +39,8 @@ def test_workers_get_the_defaults_and_keep_the_operators_values(
     assert env["OPENCV_FOR_THREADS_NUM"] == "1"
     assert env["MALLOC_MMAP_THRESHOLD_"] == WORKER_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"]
     assert int(env["MALLOC_TRIM_THRESHOLD_"]) >= int(env["MALLOC_MMAP_THRESHOLD_"])
+    # a worker imports from the server's path (plugins found through a path it added)
+    assert env["PYTHONPATH"].split(os.pathsep) == [p for p in sys.path if p]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SCHED_BATCH is Linux's")

@@ -23,7 +23,6 @@ class Waiters:
 
     def __init__(self, read: Callable[[str], Awaitable[JobRecord]], poll_interval_s: float) -> None:
         self._read = read
-        self.poll_interval_s = poll_interval_s
         self.recheck_s = poll_interval_s * 2
         self._waiting: dict[str, list[Waiter]] = {}
 
