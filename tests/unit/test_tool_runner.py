@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lensforge import ToolContext
+from lensforge import Plugin, ToolContext, ToolError, tool
 from lensforge.blobs import BlobStore
 from lensforge.execution.tool_runner import ToolCall, ToolRunner
 from lensforge.media import MediaLimits
@@ -100,4 +100,51 @@ def test_a_result_json_cannot_carry_is_a_plugin_error(runner: ToolRunner) -> Non
     assert outcome.error_code == "plugin_error"
     assert outcome.error is not None
     assert "cannot be stored as JSON" in outcome.error["error"]["message"]
+    assert outcome.traceback is not None
+
+
+def test_a_tool_that_raises_gives_callers_its_type_only_and_the_log_its_text(
+    runner: ToolRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    call = ToolCall("testing", "fail", {"message": "cannot open /srv/secret.key"}, job_id="j9")
+    with caplog.at_level("WARNING", logger="lensforge"):
+        outcome = runner.run(call, call.context())
+    assert outcome.error is not None
+    error = outcome.error["error"]
+    assert error["code"] == "plugin_error"
+    assert error["message"] == (
+        "The tool raised RuntimeError; the job's record and the server log have the "
+        "details (raise lensforge.ToolError to give callers a message)."
+    )
+    assert error["details"] == {"exception": "RuntimeError"}
+    assert (error["plugin"], error["tool"], error["job_id"]) == ("testing", "fail", "j9")
+    assert "secret.key" not in str(outcome.error)
+    assert outcome.traceback is not None and "secret.key" in outcome.traceback
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "tool_raised"]
+    assert record.job_id == "j9"  # type: ignore[attr-defined]
+    assert "cannot open /srv/secret.key" in record.getMessage()
+
+
+def test_a_tool_error_reaches_callers_in_the_tools_own_words(tmp_path: Path) -> None:
+    class Sheets(Plugin):
+        """A plugin whose tool refuses with a message written for callers."""
+
+        name = "sheets"
+        version = "1.0.0"
+
+        @tool
+        def read(self, pages: int = 0) -> dict[str, int]:
+            """Refuse an empty sheet."""
+            raise ToolError("The image holds no page.", details={"pages": pages})
+
+    registry = Registry()
+    registry.register(Sheets)
+    runner = ToolRunner(registry, BlobStore(tmp_path / "blobs"), MediaLimits())
+    call = ToolCall("sheets", "read", {"pages": 0}, job_id="j4")
+    outcome = runner.run(call, call.context())
+    assert outcome.error is not None
+    error = outcome.error["error"]
+    assert (error["code"], error["message"]) == ("plugin_error", "The image holds no page.")
+    assert error["details"] == {"pages": 0, "exception": "ToolError"}
+    assert (error["plugin"], error["tool"], error["job_id"]) == ("sheets", "read", "j4")
     assert outcome.traceback is not None
