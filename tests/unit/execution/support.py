@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from lensforge.errors import Cancelled, PluginError
 from lensforge.execution.executors import CallControl
@@ -13,6 +14,7 @@ from lensforge.execution.jobs import JobExecutionService
 from lensforge.execution.plugins import PluginExecutionService
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.registry import Registry
+from lensforge.store import JobRecord, Status
 from lensforge.testing import InMemoryJobStore
 
 Script = Callable[[ToolCall, CallControl], Awaitable[Outcome]]
@@ -88,3 +90,25 @@ async def service(
         yield jobs
     finally:
         await jobs.stop()
+
+
+async def wait_for_status(jobs: JobExecutionService, job_id: str, status: Status) -> JobRecord:
+    """The job once it reaches ``status`` (polled for up to about five seconds)."""
+    for _ in range(500):
+        job = await jobs.get(job_id)
+        if job.status is status:
+            return job
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"job {job_id} never reached {status}")
+
+
+class FlakyCheckpoints(InMemoryJobStore):
+    """Fails its first ``failures`` checkpoint writes, as a database that is away would."""
+
+    failures = 1
+
+    async def save_checkpoint(self, *args: Any, **kwargs: Any) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("the database is away")
+        return await super().save_checkpoint(*args, **kwargs)

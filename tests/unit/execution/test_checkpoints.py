@@ -19,14 +19,9 @@ from lensforge.media import MediaLimits
 from lensforge.registry import load_registry
 from lensforge.store import NewJob, Status
 from lensforge.testing import InMemoryJobStore
-from tests.unit.execution.support import ScriptedExecutor, service
+from tests.unit.execution.support import FlakyCheckpoints, ScriptedExecutor, service
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def item(index: int) -> dict[str, Any]:
@@ -139,16 +134,7 @@ def test_a_ray_plugin_actor_returns_the_checkpoints_not_taken_with_the_result(
 
 
 async def test_items_of_a_failed_checkpoint_go_with_the_next_one() -> None:
-    class Flaky(InMemoryJobStore):
-        failures = 1
-
-        async def save_checkpoint(self, *args: Any, **kwargs: Any) -> bool:
-            if self.failures:
-                self.failures -= 1
-                raise OSError("the database is away")
-            return await super().save_checkpoint(*args, **kwargs)
-
-    store = Flaky()
+    store = FlakyCheckpoints()
     job, _ = await store.create(NewJob(plugin="p", tool="t", inputs={}), claim_for="w1")
     reporter = ProgressReporter(store, "w1")
     checkpoint = reporter.checkpointer(job.id, lambda: None)

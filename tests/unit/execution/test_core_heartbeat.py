@@ -1,4 +1,5 @@
-"""The lease heartbeat passes on a cancel requested through another server, and a failing
+"""The lease heartbeat renews a running job's lease, so recovery never takes it from a live
+server, and passes on a cancel requested through another server; a failing
 round of lease maintenance is logged and retried, not fatal; a finishing job's claims of the
 backlog take this server's lease length and never overbook its capacity."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -15,38 +17,52 @@ from lensforge.execution.executors import CallControl
 from lensforge.execution.tool_runner import Outcome, ToolCall
 from lensforge.store import JobRecord, NewJob, Status
 from lensforge.testing import InMemoryJobStore
-from tests.unit.execution.support import ScriptedExecutor, block_until_cancelled, service, succeed
+from tests.unit.execution.support import (
+    ScriptedExecutor,
+    block_until_cancelled,
+    service,
+    succeed,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def new() -> NewJob:
     return NewJob(plugin="p", tool="t", inputs={}, timeout_s=5.0)
 
 
-async def running(jobs: Any, job_id: str) -> None:
-    for _ in range(500):
-        if (await jobs.get(job_id)).status is Status.RUNNING:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("never ran")
-
-
 async def test_a_cancel_requested_elsewhere_reaches_the_running_call() -> None:
     store = InMemoryJobStore()
-    async with service(
-        ScriptedExecutor(block_until_cancelled), store, lease_s=0.6, shutdown_grace_s=0.0
-    ) as jobs:
+    executor = ScriptedExecutor(block_until_cancelled)
+    async with service(executor, store, lease_s=0.6, shutdown_grace_s=0.0) as jobs:
         job, _ = await jobs.submit(new())
-        await running(jobs, job.id)
+        await wait_for_status(jobs, job.id, Status.RUNNING)
         await store.request_cancel(job.id)  # as another server's cancel does
         done = await jobs.wait(job.id, 5)
     assert done.status is Status.CANCELLED
+    assert done.error is not None and done.error["error"]["code"] == "cancelled"
+    assert len(executor.calls) == 1
+
+
+async def test_a_running_jobs_lease_is_renewed_past_its_first_expiry() -> None:
+    lease_s = 1.5  # the heartbeat runs every lease_s / 3 = 0.5 s: a second of slack under load
+    store = InMemoryJobStore()
+    async with service(ScriptedExecutor(block_until_cancelled), store, lease_s=lease_s) as jobs:
+        job, _ = await jobs.submit(new())
+        first_expiry = (await wait_for_status(jobs, job.id, Status.RUNNING)).lease_expires_at
+        assert first_expiry is not None
+        await asyncio.sleep(lease_s * 2)  # well past the first lease
+        now = time.time()
+        running = await store.get(job.id)
+        assert running.status is Status.RUNNING
+        assert running.attempts == 1  # never recovered as expired and run again
+        assert running.lease_owner == jobs.worker_id
+        assert running.lease_expires_at is not None
+        assert running.lease_expires_at > first_expiry
+        assert now < running.lease_expires_at <= now + lease_s + 0.05
+        assert await store.expired_leases(now) == []
+        await jobs.cancel(job.id)
 
 
 class FlakyStore(InMemoryJobStore):
@@ -70,7 +86,7 @@ async def test_a_failed_lease_round_is_logged_and_the_next_one_runs(
             ScriptedExecutor(block_until_cancelled), store, lease_s=0.6, shutdown_grace_s=0.0
         ) as jobs:
             job, _ = await jobs.submit(new())
-            await running(jobs, job.id)
+            await wait_for_status(jobs, job.id, Status.RUNNING)
             first = await store.get(job.id)
             await asyncio.sleep(0.7)  # a failed round, then at least one good one
             later = await store.get(job.id)
@@ -143,7 +159,7 @@ async def test_a_fenced_result_is_logged_with_its_event(caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING, logger="lensforge.execution.jobs"):
         async with service(ScriptedExecutor(late), store) as jobs:
             job, _ = await jobs.submit(NewJob(plugin="p", tool="t", inputs={}, max_attempts=2))
-            await running(jobs, job.id)
+            await wait_for_status(jobs, job.id, Status.RUNNING)
             await store.transition(job.id, Status.RUNNING, Status.PENDING, lease_owner=None)
             await store.claim("other-server", 30.0, 1)
             release.set()

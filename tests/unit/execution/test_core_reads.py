@@ -17,11 +17,6 @@ from tests.unit.execution.support import ScriptedExecutor, service
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def new(owner: str = "anonymous") -> NewJob:
     return NewJob(plugin="p", tool="t", inputs={}, owner=owner, timeout_s=5.0)
 

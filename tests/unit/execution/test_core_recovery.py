@@ -15,14 +15,14 @@ from lensforge.execution import verdicts
 from lensforge.execution.leases import host_prefix
 from lensforge.store import JobRecord, NewJob, Status
 from lensforge.testing import InMemoryJobStore
-from tests.unit.execution.support import ScriptedExecutor, block_until_cancelled, service
+from tests.unit.execution.support import (
+    ScriptedExecutor,
+    block_until_cancelled,
+    service,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def new(**options: object) -> NewJob:
@@ -33,14 +33,6 @@ def a_dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
-
-
-async def wait_for_status(jobs: object, job_id: str, status: Status) -> None:
-    for _ in range(500):
-        if (await jobs.get(job_id)).status is status:  # type: ignore[attr-defined]
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"job {job_id} never reached {status}")
 
 
 async def test_a_job_lost_with_its_attempts_spent_fails_with_the_full_envelope() -> None:

@@ -21,11 +21,6 @@ from tests.unit.execution.support import ScriptedExecutor, block_until_cancelled
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def a_job(**options: object) -> JobRecord:
     new = NewJob(plugin="p", tool="t", inputs={}, **options)  # type: ignore[arg-type]
     job, _ = await InMemoryJobStore().create(new, claim_for="w")

@@ -17,11 +17,6 @@ pytestmark = pytest.mark.anyio
 LONG_S = 30.0  # a recheck interval beyond every test's bound: only a wake-up ends a wait
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def pending(store: InMemoryJobStore) -> JobRecord:
     job, _ = await store.create(NewJob(plugin="p", tool="t", inputs={}))
     return job

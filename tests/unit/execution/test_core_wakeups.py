@@ -20,11 +20,6 @@ pytestmark = pytest.mark.anyio
 SLOW_POLL_S = 30.0  # far beyond each test's bound: only a wake-up can start the work
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def new(**options: object) -> NewJob:
     return NewJob(plugin="p", tool="t", inputs={}, timeout_s=5.0, **options)  # type: ignore[arg-type]
 

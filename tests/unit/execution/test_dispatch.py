@@ -19,11 +19,6 @@ from tests.unit.execution.support import ScriptedExecutor, service
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def new(**options: object) -> NewJob:
     return NewJob(plugin="p", tool="t", inputs={}, timeout_s=5.0, **options)  # type: ignore[arg-type]
 

@@ -16,11 +16,6 @@ from tests.unit.execution.support import ScriptedExecutor, service
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def long_or_short(call: ToolCall, control: CallControl) -> Outcome:
     if call.inputs.get("long"):
         stopped = asyncio.Event()

@@ -22,11 +22,6 @@ from tests.unit.execution.support import ScriptedExecutor
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Reporting(ScriptedExecutor):
     """An executor whose workers reported their plugins' states (as the local one's do)."""

@@ -6,32 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import pytest
 
 from lensforge.execution.progress import ProgressReporter
 from lensforge.store import NewJob
 from lensforge.testing import InMemoryJobStore
+from tests.unit.execution.support import FlakyCheckpoints
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-class Flaky(InMemoryJobStore):
-    """Fails its first ``failures`` checkpoint writes, as a database that is away would."""
-
-    failures = 1
-
-    async def save_checkpoint(self, *args: Any, **kwargs: Any) -> bool:
-        if self.failures:
-            self.failures -= 1
-            raise OSError("the database is away")
-        return await super().save_checkpoint(*args, **kwargs)
 
 
 async def running(store: InMemoryJobStore, worker: str = "w1") -> str:
@@ -65,7 +48,7 @@ async def test_reports_are_throttled_and_the_last_one_always_written() -> None:
 async def test_a_checkpoint_the_store_failed_to_write_is_logged_for_the_operator(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = Flaky()
+    store = FlakyCheckpoints()
     job_id = await running(store)
     reporter = ProgressReporter(store, "w1")
     with caplog.at_level(logging.WARNING, logger="lensforge.execution.progress"):

@@ -16,11 +16,6 @@ from tests.unit.execution.support import ScriptedExecutor, fail, service, succee
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.parametrize("script", [succeed, fail()], ids=["success", "failure"])
 async def test_a_finished_jobs_task_leaves_no_unretrieved_exception(script: Any) -> None:
     loop = asyncio.get_running_loop()

@@ -20,26 +20,14 @@ from tests.unit.execution.support import (
     fail,
     service,
     succeed,
+    wait_for_status,
 )
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def new(**options: object) -> NewJob:
     return NewJob(plugin="p", tool="t", inputs={"n": 1}, timeout_s=5.0, **options)  # type: ignore[arg-type]
-
-
-async def wait_for_status(jobs: object, job_id: str, status: Status) -> None:
-    for _ in range(500):
-        if (await jobs.get(job_id)).status is status:  # type: ignore[attr-defined]
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"job {job_id} never reached {status}")
 
 
 async def test_submit_runs_the_job_and_records_every_transition() -> None:

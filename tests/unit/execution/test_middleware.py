@@ -30,11 +30,6 @@ from tests.unit.execution.support import ScriptedExecutor, fail
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Counted(Plugin):
     name = "counted"
     version = "1.0.0"

@@ -18,11 +18,6 @@ from tests.unit.execution.support import ScriptedExecutor, service
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class RefusesSuccess(InMemoryJobStore):
     """The in-memory store, except that recording a SUCCESS fails (a result it cannot write);
     with ``refuse_all`` every finish fails, the internal failure too."""
